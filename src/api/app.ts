@@ -1,0 +1,63 @@
+import { randomUUID } from 'node:crypto';
+import Koa from 'koa';
+import Router from '@koa/router';
+import type { Logger } from 'pino';
+import type { Store } from '../store/store.js';
+import type { TaskService } from '../runtime/taskService.js';
+import type { TaskStreams } from '../runtime/taskStream.js';
+import { authenticate } from './auth.js';
+import { errorHandler } from './errorHandler.js';
+import { taskRoutes } from './taskRoutes.js';
+
+export interface AppOptions {
+  store: Store;
+  tasks: TaskService;
+  streams: TaskStreams;
+  logger: Logger;
+  jwtSecret?: string;
+  bodyLimitBytes: number;
+  heartbeatIntervalMs: number;
+  /** Extra readiness facts for /healthz. */
+  health?: () => Record<string, unknown>;
+}
+
+/** Builds the Koa app without listening: tests drive it over a real socket on port 0. */
+export function buildApp(options: AppOptions): Koa {
+  const app = new Koa();
+  app.proxy = false;
+  // Errors are handled and logged by errorHandler; Koa's default handler would print to stderr.
+  app.silent = true;
+
+  app.use(requestLogger(options.logger));
+  app.use(errorHandler());
+
+  const root = new Router();
+  root.get('/healthz', (ctx) => {
+    ctx.body = { success: true, data: { status: 'ok', ...(options.health?.() ?? {}) } };
+  });
+  app.use(root.routes());
+
+  const api = new Router({ prefix: '/api/v1' });
+  api.use(authenticate({ store: options.store, jwtSecret: options.jwtSecret }));
+  taskRoutes(api, options);
+  app.use(api.routes());
+  return app;
+}
+
+function requestLogger(logger: Logger) {
+  return async (ctx: Koa.Context, next: Koa.Next) => {
+    const incoming = ctx.get('x-request-id');
+    const requestId = /^[A-Za-z0-9._-]{1,128}$/.test(incoming) ? incoming : randomUUID();
+    ctx.set('X-Request-Id', requestId);
+    ctx.state.requestId = requestId;
+    ctx.state.log = logger.child({ requestId });
+    const started = process.hrtime.bigint();
+    try {
+      await next();
+    } finally {
+      const ms = Number(process.hrtime.bigint() - started) / 1e6;
+      // The path only: query strings and bodies can carry values that do not belong in a log.
+      (ctx.state.log as Logger).info({ method: ctx.method, path: ctx.path, status: ctx.status, ms: Math.round(ms * 10) / 10 }, 'request');
+    }
+  };
+}

@@ -1,0 +1,45 @@
+import type { Context, Next } from 'koa';
+import type { Logger } from 'pino';
+import { ServiceError } from '../errors.js';
+
+/**
+ * The one middleware that turns errors into HTTP: ServiceErrors become the API's envelope,
+ * errors of the body parser become VALIDATION_ERROR / PAYLOAD_TOO_LARGE, anything else is our bug:
+ * INTERNAL_ERROR with a generic message, the detail in the log only.
+ */
+export function errorHandler() {
+  return async (ctx: Context, next: Next) => {
+    try {
+      await next();
+      if (ctx.status === 404 && ctx.body === undefined && ctx.respond !== false) {
+        throw new ServiceError('NOT_FOUND', `No route for ${ctx.method} ${ctx.path}`);
+      }
+    } catch (thrown) {
+      const err = toServiceError(thrown);
+      const log: Logger | undefined = ctx.state.log;
+      if (err.code === 'INTERNAL_ERROR') log?.error({ err: thrown }, 'unexpected error');
+      if (ctx.headerSent || ctx.respond === false) {
+        // A stream already started: the error can only be logged, and the connection closed.
+        if (err.code !== 'INTERNAL_ERROR') log?.warn({ code: err.code }, err.message);
+        ctx.res.destroy();
+        return;
+      }
+      ctx.status = err.status;
+      for (const [name, value] of Object.entries(err.headers ?? {})) ctx.set(name, value);
+      ctx.body = { success: false, error: { code: err.code, message: err.message, ...(err.details ? { details: err.details } : {}) } };
+    }
+  };
+}
+
+function toServiceError(thrown: unknown): ServiceError {
+  if (thrown instanceof ServiceError) return thrown;
+  const status = (thrown as { status?: number; statusCode?: number })?.status ?? (thrown as { statusCode?: number })?.statusCode;
+  const type = (thrown as { type?: string })?.type;
+  if (status === 413 || type === 'entity.too.large') return new ServiceError('PAYLOAD_TOO_LARGE', 'The request body is larger than this server accepts');
+  if (type === 'entity.parse.failed' || (thrown instanceof SyntaxError && status === 400)) return new ServiceError('VALIDATION_ERROR', 'The body is not valid JSON');
+  if (status === 415 || type === 'encoding.unsupported' || type === 'charset.unsupported') return new ServiceError('VALIDATION_ERROR', 'Unsupported content type or encoding');
+  if (status && status >= 400 && status < 500 && (thrown as { expose?: boolean }).expose) {
+    return new ServiceError(status === 404 ? 'NOT_FOUND' : 'VALIDATION_ERROR', (thrown as Error).message);
+  }
+  return new ServiceError('INTERNAL_ERROR', 'Internal error', { cause: thrown });
+}

@@ -1,0 +1,177 @@
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { Ajv } from 'ajv';
+import addFormatsModule from 'ajv-formats';
+import configSchema from '../schema/airlock.config.schema.json' with { type: 'json' };
+
+// ajv-formats is CommonJS with a default export that NodeNext sees one level down.
+const addFormats = addFormatsModule as unknown as typeof addFormatsModule.default;
+
+export type ModelProvider = 'anthropic' | 'scripted';
+
+/** How tasks talk to a model. */
+export interface ModelConfig {
+  provider: ModelProvider;
+  /** The Anthropic API key; absent for the scripted model. Never logged. */
+  apiKey?: string;
+  baseURL?: string;
+  name: string;
+  maxTokens: number;
+  thinkingBudgetTokens?: number;
+  maxRetries: number;
+}
+
+/** One project's configuration, from the config file. */
+export interface ProjectConfig {
+  systemPrompt?: string;
+  model?: Partial<Omit<ModelConfig, 'apiKey'>>;
+}
+
+/** The whole validated configuration of one Airlock process. */
+export interface Config {
+  host: string;
+  port: number;
+  dataDir: string;
+  logLevel: string;
+  bodyLimitBytes: number;
+  heartbeatIntervalMs: number;
+  shutdownGraceMs: number;
+  concurrency: number;
+  maxTurns: number;
+  model: ModelConfig;
+  /** A known API key registered (hashed) for the default project at start-up. */
+  bootstrapApiKey?: string;
+  /** HS256 secret for widget JWTs; JWTs are refused without it. */
+  jwtSecret?: string;
+  projects: Record<string, ProjectConfig>;
+  /** The config file that was read, if any. */
+  configPath?: string;
+}
+
+export const DEFAULT_PROJECT = 'default';
+export const DEFAULT_MODEL = 'claude-sonnet-4-5';
+export const DEFAULT_HEARTBEAT_INTERVAL_MS = 15_000;
+const API_KEY_PATTERN = /^airlock_[0-9a-f]{64}$/;
+
+/** Start-up failed: every problem found, not only the first. */
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+interface FileConfig {
+  server?: { host?: string; port?: number; bodyLimitBytes?: number; heartbeatIntervalMs?: number; shutdownGraceMs?: number };
+  dataDir?: string;
+  logLevel?: string;
+  tasks?: { concurrency?: number; maxTurns?: number };
+  model?: Partial<Omit<ModelConfig, 'apiKey'>>;
+  projects?: Record<string, ProjectConfig>;
+}
+
+const ajv = new Ajv({ allErrors: true, strict: true });
+addFormats(ajv);
+const validateFile = ajv.compile<FileConfig>(configSchema);
+
+/** Builds the Config from the environment and the optional file named by AIRLOCK_CONFIG. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.cwd()): Config {
+  const problems: string[] = [];
+  let file: FileConfig = {};
+  const configPath = env.AIRLOCK_CONFIG ? resolve(cwd, env.AIRLOCK_CONFIG) : undefined;
+  if (configPath) {
+    try {
+      const parsed: unknown = JSON.parse(readFileSync(configPath, 'utf8'));
+      if (validateFile(parsed)) file = parsed;
+      else for (const e of validateFile.errors ?? []) problems.push(`${configPath}: ${e.instancePath || '/'} ${e.message}${describeParams(e.params)}`);
+    } catch (err) {
+      problems.push(`${configPath}: ${(err as Error).message}`);
+    }
+  }
+
+  const int = (name: string, min: number, max: number): number | undefined => {
+    const raw = env[name];
+    if (raw === undefined || raw === '') return undefined;
+    const value = Number(raw);
+    if (!Number.isInteger(value) || value < min || value > max) {
+      problems.push(`${name} must be an integer from ${min} to ${max} (got "${raw}")`);
+      return undefined;
+    }
+    return value;
+  };
+
+  const port = int('PORT', 0, 65535) ?? file.server?.port ?? 8080;
+  const concurrency = int('AIRLOCK_CONCURRENCY', 1, 10_000) ?? file.tasks?.concurrency ?? 8;
+  const heartbeatIntervalMs = int('AIRLOCK_HEARTBEAT_MS', 100, 3_600_000) ?? file.server?.heartbeatIntervalMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS;
+  const logLevel = env.AIRLOCK_LOG_LEVEL || file.logLevel || 'info';
+  if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) problems.push(`AIRLOCK_LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent (got "${logLevel}")`);
+
+  const bootstrapApiKey = env.AIRLOCK_BOOTSTRAP_API_KEY || undefined;
+  // The message names the rule, never the value: it may be a real key with a typo.
+  if (bootstrapApiKey && !API_KEY_PATTERN.test(bootstrapApiKey)) problems.push('AIRLOCK_BOOTSTRAP_API_KEY must be "airlock_" followed by 64 lowercase hex characters');
+  const jwtSecret = env.AIRLOCK_JWT_SECRET || undefined;
+  if (jwtSecret && jwtSecret.length < 32) problems.push('AIRLOCK_JWT_SECRET must be at least 32 characters');
+
+  const apiKey = env.ANTHROPIC_API_KEY || undefined;
+  const baseURL = env.ANTHROPIC_BASE_URL || file.model?.baseURL;
+  if (env.ANTHROPIC_BASE_URL && !isHttpUrl(env.ANTHROPIC_BASE_URL)) problems.push(`ANTHROPIC_BASE_URL must be an http(s) URL`);
+  const provider: ModelProvider = file.model?.provider ?? (apiKey ? 'anthropic' : 'scripted');
+  if (provider === 'anthropic' && !apiKey) problems.push('model.provider is "anthropic" but ANTHROPIC_API_KEY is not set');
+
+  const projects: Record<string, ProjectConfig> = { [DEFAULT_PROJECT]: {}, ...(file.projects ?? {}) };
+
+  if (problems.length) throw new ConfigError(problems);
+  return {
+    host: env.HOST || file.server?.host || '127.0.0.1',
+    port,
+    dataDir: resolve(cwd, env.AIRLOCK_DATA_DIR || file.dataDir || './data'),
+    logLevel,
+    bodyLimitBytes: file.server?.bodyLimitBytes ?? 1024 * 1024,
+    heartbeatIntervalMs,
+    shutdownGraceMs: file.server?.shutdownGraceMs ?? 10_000,
+    concurrency,
+    maxTurns: file.tasks?.maxTurns ?? 50,
+    model: {
+      provider,
+      apiKey,
+      baseURL,
+      name: env.AIRLOCK_MODEL || file.model?.name || DEFAULT_MODEL,
+      maxTokens: file.model?.maxTokens ?? 8192,
+      thinkingBudgetTokens: file.model?.thinkingBudgetTokens,
+      maxRetries: file.model?.maxRetries ?? 4,
+    },
+    bootstrapApiKey,
+    jwtSecret,
+    projects,
+    configPath,
+  };
+}
+
+/** The model settings of one project: the process default with the project's overrides. */
+export function projectModel(config: Config, projectId: string): ModelConfig {
+  return { ...config.model, ...(config.projects[projectId]?.model ?? {}), apiKey: config.model.apiKey };
+}
+
+/** Values of the configuration that must never reach a log. */
+export function configSecrets(config: Config): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (config.model.apiKey) out.ANTHROPIC_API_KEY = config.model.apiKey;
+  if (config.bootstrapApiKey) out.AIRLOCK_BOOTSTRAP_API_KEY = config.bootstrapApiKey;
+  if (config.jwtSecret) out.AIRLOCK_JWT_SECRET = config.jwtSecret;
+  return out;
+}
+
+function describeParams(params: Record<string, unknown>): string {
+  if ('additionalProperty' in params) return ` (unknown property "${String(params.additionalProperty)}")`;
+  if ('allowedValues' in params) return ` (${(params.allowedValues as unknown[]).map((v) => JSON.stringify(v)).join(', ')})`;
+  return '';
+}
+
+function isHttpUrl(text: string): boolean {
+  try {
+    const url = new URL(text);
+    return url.protocol === 'http:' || url.protocol === 'https:';
+  } catch {
+    return false;
+  }
+}

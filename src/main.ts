@@ -1,0 +1,169 @@
+import { createServer } from 'node:http';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import type { DestinationStream, Logger } from 'pino';
+import { buildApp } from './api/app.js';
+import { configSecrets, DEFAULT_PROJECT, projectModel } from './config.js';
+import type { Config } from './config.js';
+import { createLogger } from './logger.js';
+import { AnthropicModelClient } from './model/anthropicModelClient.js';
+import type { ModelClient } from './model/modelClient.js';
+import { ScriptedModelClient } from './model/scriptedModelClient.js';
+import { createApiKey, hashApiKey } from './runtime/apiKeys.js';
+import { EventLog, InProcessEventBus } from './runtime/events.js';
+import { SecretRegistry } from './runtime/scrubber.js';
+import { SessionRegistry } from './runtime/sessions.js';
+import { InProcessTaskQueue } from './runtime/taskQueue.js';
+import { TaskRunner } from './runtime/taskRunner.js';
+import { TaskService } from './runtime/taskService.js';
+import { TaskStreams } from './runtime/taskStream.js';
+import { EmptyToolRouter } from './runtime/toolRouter.js';
+import type { ToolRouter } from './runtime/toolRouter.js';
+import { SqliteStore } from './store/sqliteStore.js';
+import type { Store } from './store/store.js';
+import type { TaskRecord } from './store/store.js';
+
+/** What a test or the CLI may swap in; everything else comes from the Config. */
+export interface AirlockOverrides {
+  logDestination?: DestinationStream;
+  toolRouter?: ToolRouter;
+  modelFor?: (projectId: string) => ModelClient;
+  /** Where the bootstrap key is announced (default: stdout). */
+  announce?: (text: string) => void;
+  sessionIdleMs?: number;
+}
+
+/** A running Airlock: its HTTP server and the parts tests want to reach. */
+export interface Airlock {
+  server: Server;
+  url: string;
+  store: Store;
+  tasks: TaskService;
+  logger: Logger;
+  secrets: SecretRegistry;
+  /** Set when this start created the first API key (shown once). */
+  createdApiKey?: string;
+  /** Stops accepting, winds down tasks, closes everything. */
+  close(): Promise<void>;
+}
+
+export const BASE_SYSTEM_PROMPT = 'You are an Airlock agent. Work step by step, use the tools you are given when they help, and finish with a clear answer.';
+const DEFAULT_SESSION_IDLE_MS = 15 * 60_000;
+
+/** The composition root: config → store → runtime → api → listen. */
+export async function startAirlock(config: Config, overrides: AirlockOverrides = {}): Promise<Airlock> {
+  const secrets = new SecretRegistry();
+  secrets.register(configSecrets(config));
+  const logger = createLogger({ level: config.logLevel, secrets, destination: overrides.logDestination });
+  const store = new SqliteStore(join(config.dataDir, 'airlock.db'));
+  let createdApiKey: string | undefined;
+  try {
+    for (const project of Object.keys(config.projects)) await store.ensureProject(project);
+    createdApiKey = await bootstrapKeys(store, config, logger, overrides.announce);
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
+
+  const bus = new InProcessEventBus();
+  const events = new EventLog(store, bus);
+  const toolRouter = overrides.toolRouter ?? new EmptyToolRouter();
+  const modelFor = overrides.modelFor ?? modelFactory(config, logger);
+  const sessions = new SessionRegistry(secrets, overrides.sessionIdleMs ?? DEFAULT_SESSION_IDLE_MS);
+  const runner = new TaskRunner({ store, events, tools: toolRouter, modelFor, systemPromptFor: (task) => systemPrompt(config, task), maxTurns: config.maxTurns, logger });
+  const queue = new InProcessTaskQueue(config.concurrency);
+  const tasks = new TaskService({ store, events, queue, runner, sessions, logger });
+  const streams = new TaskStreams({ store, bus, service: tasks });
+
+  const interrupted = await tasks.recoverInterrupted();
+  if (interrupted) logger.warn({ count: interrupted }, 'tasks left running by a previous process were marked failed');
+
+  const app = buildApp({
+    store, tasks, streams, logger, jwtSecret: config.jwtSecret, bodyLimitBytes: config.bodyLimitBytes, heartbeatIntervalMs: config.heartbeatIntervalMs,
+    health: () => ({ runningTasks: queue.running, queuedTasks: queue.queued }),
+  });
+  const server = createServer(app.callback());
+  server.keepAliveTimeout = 65_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.port, config.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const address = server.address() as AddressInfo;
+  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  const url = `http://${host}:${address.port}`;
+  logger.info({ url, dataDir: config.dataDir, model: config.model.provider === 'scripted' ? 'scripted' : `anthropic:${config.model.name}`, concurrency: config.concurrency }, 'Airlock is listening');
+  if (config.model.provider === 'scripted') logger.warn('No ANTHROPIC_API_KEY is set: tasks use the scripted model (/call and /reply lines)');
+
+  let closing: Promise<void> | undefined;
+  const close = () => (closing ??= (async () => {
+    logger.info('shutting down');
+    const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
+    await tasks.shutdown(config.shutdownGraceMs);
+    // Streams of finished tasks have ended; idle keep-alive sockets would hold close() open.
+    server.closeIdleConnections();
+    const forced = setTimeout(() => server.closeAllConnections(), 2_000);
+    await stopped;
+    clearTimeout(forced);
+    await toolRouter.close();
+    await store.close();
+    logger.info('stopped');
+    await new Promise<void>((resolve) => logger.flush(() => resolve()));
+  })());
+
+  return { server, url, store, tasks, logger, secrets, createdApiKey, close };
+}
+
+/** The whole system prompt of a task: Airlock's, the project's, then the task's own. */
+export function systemPrompt(config: Config, task: TaskRecord): string {
+  const parts = [BASE_SYSTEM_PROMPT, config.projects[task.projectId]?.systemPrompt, task.systemPrompt];
+  return parts.filter((part): part is string => Boolean(part && part.trim())).join('\n\n');
+}
+
+function modelFactory(config: Config, logger: Logger): (projectId: string) => ModelClient {
+  const cache = new Map<string, ModelClient>();
+  const scripted = new ScriptedModelClient();
+  return (projectId) => {
+    const model = projectModel(config, projectId);
+    if (model.provider === 'scripted' || !model.apiKey) return scripted;
+    let client = cache.get(projectId);
+    if (!client) {
+      client = new AnthropicModelClient({
+        apiKey: model.apiKey, baseURL: model.baseURL, model: model.name, maxTokens: model.maxTokens,
+        thinkingBudgetTokens: model.thinkingBudgetTokens, maxRetries: model.maxRetries,
+        logger: sdkLogger(logger),
+      });
+      cache.set(projectId, client);
+    }
+    return client;
+  };
+}
+
+function sdkLogger(logger: Logger) {
+  const child = logger.child({ component: 'anthropic-sdk' });
+  return {
+    error: (message: string, ...rest: unknown[]) => child.error({ detail: rest.map(String).join(' ') }, message),
+    warn: (message: string, ...rest: unknown[]) => child.warn({ detail: rest.map(String).join(' ') }, message),
+    info: (message: string) => child.debug(message),
+    debug: (message: string) => child.debug(message),
+  };
+}
+
+// First start: the default project gets a key, printed once; or the bootstrap key is registered.
+async function bootstrapKeys(store: Store, config: Config, logger: Logger, announce: (text: string) => void = (text) => void process.stdout.write(text)): Promise<string | undefined> {
+  if (config.bootstrapApiKey) {
+    if (!(await store.findApiKeyByHash(hashApiKey(config.bootstrapApiKey)))) {
+      await createApiKey(store, { projectId: DEFAULT_PROJECT, name: 'bootstrap', key: config.bootstrapApiKey });
+      logger.info('registered AIRLOCK_BOOTSTRAP_API_KEY for the default project');
+    }
+    return undefined;
+  }
+  if ((await store.countApiKeys()) > 0) return undefined;
+  const { key, record } = await createApiKey(store, { projectId: DEFAULT_PROJECT, name: 'first key' });
+  // Printed outside the log on purpose: the key is shown this once and must not sit in log files.
+  announce(`\nAirlock created an API key for the "default" project (id ${record.id}). It is shown only now:\n\n  ${key}\n\n`);
+  return key;
+}

@@ -1,0 +1,9 @@
+/** Who is calling: an API key of a project, or a widget end user holding a JWT. */
+export type Principal =
+  | { kind: 'apiKey'; projectId: string; apiKeyId: string }
+  | { kind: 'endUser'; projectId: string; endUserId: string };
+
+/** The id an audit trail shows for a caller. */
+export function principalId(principal: Principal): string {
+  return principal.kind === 'apiKey' ? `key:${principal.apiKeyId}` : `user:${principal.endUserId}`;
+}

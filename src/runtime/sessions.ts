@@ -1,0 +1,103 @@
+import { randomUUID } from 'node:crypto';
+import type { ModelMessage } from '../model/modelClient.js';
+import { Scrubber, SecretRegistry } from './scrubber.js';
+import type { ToolSession } from './toolRouter.js';
+
+/**
+ * What a task holds in memory while its session lives: its secrets (never anywhere else), the
+ * model's conversation and its open tools. Losing it (expiry, restart) loses only the secrets:
+ * the conversation is rebuilt from the store.
+ */
+export class TaskSession {
+  readonly sessionId = randomUUID();
+  private secrets: Record<string, string> = {};
+  private unregister: () => void = () => {};
+  /** The scrubber of the current secrets. */
+  scrubber = new Scrubber({});
+  /** The model's conversation; null until loaded from the store. */
+  conversation: ModelMessage[] | null = null;
+  /** The open tool session, if any. */
+  tools: ToolSession | null = null;
+  expiryTimer: NodeJS.Timeout | null = null;
+
+  constructor(readonly taskId: string, private readonly registry: SecretRegistry) {}
+
+  /** Adds (or replaces) secrets; true when any value changed. */
+  addSecrets(secrets: Record<string, string>): boolean {
+    const changed = Object.entries(secrets).some(([key, value]) => this.secrets[key] !== value);
+    if (!changed) return false;
+    this.secrets = { ...this.secrets, ...secrets };
+    this.unregister();
+    this.unregister = this.registry.register(this.secrets);
+    this.scrubber = new Scrubber(this.secrets);
+    return true;
+  }
+
+  /** env and secrets as one map, secrets winning (API.md section 3). */
+  variables(env: Record<string, string> | null): Record<string, string> {
+    return { ...(env ?? {}), ...this.secrets };
+  }
+
+  secretKeys(): ReadonlySet<string> {
+    return new Set(Object.keys(this.secrets));
+  }
+
+  /** Closes the tools and forgets the secrets. */
+  async close(): Promise<void> {
+    if (this.expiryTimer) clearTimeout(this.expiryTimer);
+    const tools = this.tools;
+    this.tools = null;
+    this.conversation = null;
+    try {
+      await tools?.close();
+    } finally {
+      this.unregister();
+      this.secrets = {};
+      this.scrubber = new Scrubber({});
+    }
+  }
+}
+
+/** The live sessions of this process, closed after `idleMs` without a run. */
+export class SessionRegistry {
+  private readonly sessions = new Map<string, TaskSession>();
+
+  constructor(readonly secretRegistry: SecretRegistry, private readonly idleMs: number) {}
+
+  get(taskId: string): TaskSession | undefined {
+    return this.sessions.get(taskId);
+  }
+
+  /** The task's session, created when there is none. */
+  open(taskId: string): TaskSession {
+    let session = this.sessions.get(taskId);
+    if (!session) this.sessions.set(taskId, (session = new TaskSession(taskId, this.secretRegistry)));
+    if (session.expiryTimer) clearTimeout(session.expiryTimer);
+    session.expiryTimer = null;
+    return session;
+  }
+
+  /** Starts the idle clock of a session whose run ended. */
+  idle(taskId: string): void {
+    const session = this.sessions.get(taskId);
+    if (!session) return;
+    if (session.expiryTimer) clearTimeout(session.expiryTimer);
+    session.expiryTimer = setTimeout(() => void this.close(taskId), this.idleMs);
+    session.expiryTimer.unref();
+  }
+
+  async close(taskId: string): Promise<void> {
+    const session = this.sessions.get(taskId);
+    if (!session) return;
+    this.sessions.delete(taskId);
+    await session.close();
+  }
+
+  async closeAll(): Promise<void> {
+    await Promise.allSettled([...this.sessions.keys()].map((taskId) => this.close(taskId)));
+  }
+
+  get size(): number {
+    return this.sessions.size;
+  }
+}

@@ -1,0 +1,229 @@
+import { randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
+import { describeError } from '../errors.js';
+import { ModelError } from '../model/modelClient.js';
+import type { ContentBlock, ModelClient, ModelMessage, ToolDefinition } from '../model/modelClient.js';
+import type { Store, TaskRecord, TaskUsage, Thought, ToolCallRecord } from '../store/store.js';
+import { conversationFromMessages, pushUser, toolResultText } from './conversation.js';
+import type { EventLog, EventType } from './events.js';
+import { StreamScrubber } from './scrubber.js';
+import type { TaskSession } from './sessions.js';
+import type { ToolRouter, ToolResult } from './toolRouter.js';
+
+/** Why a run was aborted: the user cancelled it, or the service is shutting down. */
+export class RunAbort extends Error {
+  constructor(readonly kind: 'cancel' | 'shutdown') {
+    super(kind === 'cancel' ? 'Task cancelled' : 'Airlock is shutting down');
+    this.name = 'RunAbort';
+  }
+}
+
+/** The most of a tool's output that an event carries; the model gets the whole result. */
+export const EVENT_OUTPUT_LIMIT_CHARS = 64 * 1024;
+
+export interface TaskRunnerOptions {
+  store: Store;
+  events: EventLog;
+  tools: ToolRouter;
+  /** The model of a project. */
+  modelFor: (projectId: string) => ModelClient;
+  /** The whole system prompt of a task. */
+  systemPromptFor: (task: TaskRecord) => string;
+  maxTurns: number;
+  logger: Logger;
+}
+
+/** What the loop does after a model turn (a tagged union, switched on exhaustively). */
+type NextStep = { kind: 'final' } | { kind: 'tools'; calls: Extract<ContentBlock, { type: 'tool_use' }>[] };
+
+/**
+ * Runs the agent loop of one task message: model turn, tool calls, model turn, … until the model
+ * answers without tools. Every state change is an event; every message is stored as it completes.
+ */
+export class TaskRunner {
+  constructor(private readonly options: TaskRunnerOptions) {}
+
+  async run(taskId: string, session: TaskSession, signal: AbortSignal): Promise<void> {
+    const { store, logger } = this.options;
+    const started = new Date().toISOString();
+    const task = await store.getTask(taskId);
+    if (!task) return;
+    const moved = await store.transitionTask(taskId, ['pending', 'running'], { status: 'running', startedAt: task.startedAt ?? started, sessionId: session.sessionId });
+    if (!moved) return; // cancelled while it waited in the queue
+    const emit = (type: EventType, data: Record<string, unknown>) => this.options.events.append(taskId, type, data, session.scrubber);
+    const log = logger.child({ taskId });
+    await emit('status', { status: 'running' });
+
+    let finalResponse = '';
+    try {
+      session.conversation ??= conversationFromMessages(await store.listMessages(taskId));
+      finalResponse = await this.loop(task, session, signal, emit);
+    } catch (err) {
+      await this.finishAfterError(task, session, err, signal, emit, log);
+      return;
+    }
+    const now = new Date().toISOString();
+    await store.transitionTask(taskId, ['running', 'awaiting_approval'], { status: 'completed', completedAt: now, error: null });
+    await emit('status', { status: 'completed' });
+    await emit('done', { finalResponse });
+    log.info({ event: 'task_completed' }, 'task completed');
+  }
+
+  private async loop(task: TaskRecord, session: TaskSession, signal: AbortSignal, emit: (type: EventType, data: Record<string, unknown>) => Promise<unknown>): Promise<string> {
+    const { store, maxTurns } = this.options;
+    const model = this.options.modelFor(task.projectId);
+    const conversation = session.conversation!;
+    const system = this.options.systemPromptFor(task);
+    session.tools ??= await this.options.tools.openSession({
+      taskId: task.id,
+      projectId: task.projectId,
+      variables: session.variables(task.env),
+      secretKeys: session.secretKeys(),
+      onStatus: (message) => void emit('status', { status: 'running', message }),
+      signal,
+    });
+    const tools: ToolDefinition[] = await session.tools.listTools();
+    const answers: string[] = [];
+    let usage: TaskUsage = { ...task.usage };
+
+    for (let turn = 1; turn <= maxTurns; turn++) {
+      signal.throwIfAborted();
+      const streamed = new StreamScrubber(session.scrubber);
+      const thoughts: Thought[] = [];
+      let end: { content: ContentBlock[]; usage: { inputTokens: number; outputTokens: number } } | undefined;
+      for await (const event of model.stream({ system, messages: conversation, tools, signal })) {
+        switch (event.type) {
+          case 'text_delta': {
+            const safe = streamed.push(event.text);
+            if (safe) await emit('content', { text: safe, isPartial: true });
+            break;
+          }
+          case 'thinking_delta':
+            break; // shown whole, as a thought, when the block completes
+          case 'thought':
+            thoughts.push({ subject: event.subject, description: event.description });
+            await emit('thought', { subject: event.subject, description: event.description });
+            break;
+          case 'retrying':
+            await emit('status', { status: 'retrying', message: `Model provider: ${event.reason}; retry ${event.attempt} in ${Math.round(event.delayMs)} ms` });
+            break;
+          case 'turn_end':
+            end = event;
+            break;
+        }
+      }
+      signal.throwIfAborted();
+      if (!end) throw new ModelError(`${model.description} ended its stream without a turn`);
+      const rest = streamed.flush();
+      if (rest) await emit('content', { text: rest, isPartial: true });
+      const text = end.content.filter((b) => b.type === 'text').map((b) => b.text).join('');
+      if (text) {
+        await emit('content', { text, isPartial: false });
+        answers.push(text);
+      }
+      usage = { inputTokens: usage.inputTokens + end.usage.inputTokens, outputTokens: usage.outputTokens + end.usage.outputTokens, turns: usage.turns + 1 };
+      await store.updateTask(task.id, { usage });
+      conversation.push({ role: 'assistant', content: end.content });
+
+      const next: NextStep = nextStep(end.content);
+      switch (next.kind) {
+        case 'final':
+          await this.storeAssistant(task.id, session, text, thoughts, []);
+          return answers.join('\n\n');
+        case 'tools': {
+          const records = await Promise.all(next.calls.map((call) => this.callTool(session, call, signal, emit)));
+          pushUser(conversation, records.map(({ result, record }) => ({ type: 'tool_result' as const, toolUseId: record.callId, content: result.content, isError: result.isError })));
+          await this.storeAssistant(task.id, session, text, thoughts, records.map((r) => r.record));
+          break;
+        }
+      }
+    }
+    throw new ModelError(`The task stopped after ${maxTurns} model turns without a final answer (tasks.maxTurns)`);
+  }
+
+  private async callTool(
+    session: TaskSession,
+    call: Extract<ContentBlock, { type: 'tool_use' }>,
+    signal: AbortSignal,
+    emit: (type: EventType, data: Record<string, unknown>) => Promise<unknown>,
+  ): Promise<{ result: ToolResult; record: ToolCallRecord }> {
+    const tools = session.tools!;
+    const server = tools.serverOf(call.name);
+    const base = { callId: call.id, toolName: call.name, ...(server ? { server } : {}), args: call.input };
+    await emit('tool_call', { ...base, status: 'executing' });
+    let result: ToolResult;
+    try {
+      result = await tools.callTool({ callId: call.id, name: call.name, args: call.input }, {
+        signal,
+        onProgress: (progress) => void emit('tool_progress', { callId: call.id, ...progress }),
+      });
+    } catch (err) {
+      if (signal.aborted) {
+        await emit('tool_result', { callId: call.id, status: 'cancelled', output: 'The call was cancelled.' });
+        throw err;
+      }
+      // The seam promises error results, not exceptions; a throw is reported to the model all the same.
+      result = { content: [{ type: 'text', text: `Tool failed: ${describeError(err)}` }], isError: true };
+    }
+    const output = session.scrubber.text(toolResultText(result.content));
+    const status = result.isError ? 'error' : 'success';
+    await emit('tool_result', { callId: call.id, status, output: capText(output, EVENT_OUTPUT_LIMIT_CHARS) });
+    return { result, record: { ...base, status, output: capText(output, EVENT_OUTPUT_LIMIT_CHARS) } };
+  }
+
+  private async storeAssistant(taskId: string, session: TaskSession, text: string, thoughts: Thought[], toolCalls: ToolCallRecord[]): Promise<void> {
+    if (!text && !thoughts.length && !toolCalls.length) return;
+    await this.options.store.appendMessage(session.scrubber.value({
+      id: randomUUID(), taskId, role: 'assistant' as const, content: text, createdAt: new Date().toISOString(), thoughts, toolCalls,
+    }));
+  }
+
+  private async finishAfterError(
+    task: TaskRecord, session: TaskSession, err: unknown, signal: AbortSignal,
+    emit: (type: EventType, data: Record<string, unknown>) => Promise<unknown>, log: Logger,
+  ): Promise<void> {
+    const { store } = this.options;
+    repairConversation(session.conversation);
+    const now = new Date().toISOString();
+    const abort = signal.aborted && signal.reason instanceof RunAbort ? signal.reason : undefined;
+    if (abort?.kind === 'cancel') {
+      await store.transitionTask(task.id, ['pending', 'running', 'awaiting_approval'], { status: 'cancelled', completedAt: now });
+      await emit('status', { status: 'cancelled' });
+      await emit('error', { code: 'CANCELLED', message: 'Task cancelled' });
+      log.info({ event: 'task_cancelled' }, 'task cancelled');
+      return;
+    }
+    const message = abort
+      ? 'Airlock shut down while this task was running; send a follow-up to continue'
+      : err instanceof ModelError
+        ? err.message
+        : `Task failed: ${describeError(err)}`;
+    const error = session.scrubber.value({ code: 'EXECUTION_ERROR', message });
+    await store.transitionTask(task.id, ['pending', 'running', 'awaiting_approval'], { status: 'failed', completedAt: now, error });
+    await emit('status', { status: 'failed' });
+    await emit('error', error);
+    if (abort || err instanceof ModelError) log.warn({ event: 'task_failed', reason: error.message }, 'task failed');
+    else log.error({ event: 'task_failed', err: session.scrubber.text(describeError(err)) }, 'task failed with an unexpected error');
+  }
+}
+
+function nextStep(content: ContentBlock[]): NextStep {
+  const calls = content.filter((b): b is Extract<ContentBlock, { type: 'tool_use' }> => b.type === 'tool_use');
+  return calls.length ? { kind: 'tools', calls } : { kind: 'final' };
+}
+
+// A run that stopped between a tool_use and its result leaves a conversation the model API would
+// refuse; answer the open calls so a follow-up can go on from it.
+function repairConversation(conversation: ModelMessage[] | null): void {
+  const last = conversation?.at(-1);
+  if (!conversation || last?.role !== 'assistant') return;
+  const open = last.content.filter((b) => b.type === 'tool_use');
+  if (open.length) {
+    pushUser(conversation, open.map((b) => ({ type: 'tool_result' as const, toolUseId: b.id, content: [{ type: 'text' as const, text: 'The call was cancelled.' }], isError: true })));
+  }
+}
+
+export function capText(text: string, limit: number): string {
+  if (text.length <= limit) return text;
+  return `${text.slice(0, limit)}\n[… ${text.length - limit} more characters not shown]`;
+}

@@ -1,0 +1,263 @@
+import { randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
+import { ServiceError } from '../errors.js';
+import { FINISHED_STATUSES, isLive, LIVE_STATUSES } from '../store/store.js';
+import type { AttachedFile, MessageRecord, Store, TaskRecord, TaskStatus } from '../store/store.js';
+import { pushUser, userText } from './conversation.js';
+import type { EventLog } from './events.js';
+import type { Principal } from './principal.js';
+import type { SessionRegistry } from './sessions.js';
+import { RunAbort } from './taskRunner.js';
+import type { TaskRunner } from './taskRunner.js';
+import type { TaskQueue } from './taskQueue.js';
+import { foldEvents } from './turnState.js';
+import type { TurnState } from './turnState.js';
+
+/** A validated request to create a task. */
+export interface CreateTaskInput {
+  message: string;
+  systemPrompt: string | null;
+  showInHistory: boolean;
+  autoExecute: boolean;
+  env: Record<string, string> | null;
+  secrets: Record<string, string> | null;
+  attachedFiles?: AttachedFile[];
+}
+
+/** A validated follow-up. */
+export interface FollowUpInput {
+  message: string;
+  env: Record<string, string> | null;
+  secrets: Record<string, string> | null;
+  attachedFiles?: AttachedFile[];
+}
+
+/** A task as GET /tasks/:id returns it. */
+export interface TaskView extends Omit<TaskRecord, 'runStartSeq'> {
+  output?: { content: string; updatedAt: string; thoughts?: TurnState['thoughts']; toolCalls?: TurnState['toolCalls'] };
+  pendingApprovals?: { callId: string; toolName: string; server?: string; tool?: string; args: Record<string, unknown>; requestedAt: string }[];
+}
+
+export interface TaskServiceOptions {
+  store: Store;
+  events: EventLog;
+  queue: TaskQueue;
+  runner: TaskRunner;
+  sessions: SessionRegistry;
+  logger: Logger;
+  /** How long a cancel waits for the run to wind down before it records the cancel itself. */
+  cancelWaitMs?: number;
+}
+
+/** The most events a GET folds into `output`; beyond it the output is read from the newest ones. */
+const OUTPUT_FOLD_LIMIT = 20_000;
+
+/** The task API's operations, independent of HTTP. Every method checks the caller may see the task. */
+export class TaskService {
+  private readonly runs = new Map<string, { controller: AbortController; done: Promise<void> }>();
+  private accepting = true;
+
+  constructor(private readonly options: TaskServiceOptions) {}
+
+  async create(principal: Principal, input: CreateTaskInput): Promise<{ id: string; status: TaskStatus }> {
+    this.assertAccepting();
+    const { store } = this.options;
+    const now = new Date().toISOString();
+    const id = randomUUID();
+    const session = this.options.sessions.open(id);
+    session.addSecrets(input.secrets ?? {});
+    const scrub = session.scrubber;
+    const task: TaskRecord = {
+      id,
+      projectId: principal.projectId,
+      apiKeyId: principal.kind === 'apiKey' ? principal.apiKeyId : null,
+      endUserId: principal.kind === 'endUser' ? principal.endUserId : null,
+      sessionId: session.sessionId,
+      conversationId: randomUUID(),
+      status: 'pending',
+      message: scrub.text(input.message),
+      systemPrompt: input.systemPrompt === null ? null : scrub.text(input.systemPrompt),
+      showInHistory: input.showInHistory,
+      autoExecute: input.autoExecute,
+      env: input.env && scrub.value(input.env),
+      error: null,
+      usage: { inputTokens: 0, outputTokens: 0, turns: 0 },
+      createdAt: now,
+      startedAt: null,
+      completedAt: null,
+      lastActivityAt: now,
+      messageCount: 0,
+      runStartSeq: 0,
+    };
+    await store.createTask(task);
+    await this.storeUserMessage(task.id, session.scrubber, input.message, input.attachedFiles, now);
+    // The model sees the unscrubbed message; only what is stored is scrubbed.
+    session.conversation = [{ role: 'user', content: [{ type: 'text', text: userText(input.message, input.attachedFiles) }] }];
+    this.schedule(task.id);
+    return { id, status: 'pending' };
+  }
+
+  async followUp(principal: Principal, taskId: string, input: FollowUpInput): Promise<{ status: TaskStatus }> {
+    this.assertAccepting();
+    const { store } = this.options;
+    const task = await this.visibleTask(principal, taskId);
+    if (isLive(task.status)) throw new ServiceError('CONFLICT', `The task is ${task.status}; send a follow-up when it has finished`);
+    const env = input.env ? { ...(task.env ?? {}), ...input.env } : task.env;
+    const moved = await store.transitionTask(taskId, FINISHED_STATUSES, { status: 'running', error: null, completedAt: null, env });
+    if (!moved) throw new ServiceError('CONFLICT', 'The task is busy; send a follow-up when it has finished');
+    const session = this.options.sessions.open(taskId);
+    const secretsChanged = session.addSecrets(input.secrets ?? {});
+    if ((secretsChanged || input.env) && session.tools) {
+      // New values may resolve MCP templates differently: reopen the tools with them.
+      const tools = session.tools;
+      session.tools = null;
+      await tools.close();
+    }
+    if (input.env) await store.updateTask(taskId, { env: session.scrubber.value(env) });
+    const now = new Date().toISOString();
+    const message = await this.storeUserMessage(taskId, session.scrubber, input.message, input.attachedFiles, now);
+    await store.updateTask(taskId, { runStartSeq: message.afterSeq });
+    if (session.conversation) pushUser(session.conversation, [{ type: 'text', text: userText(input.message, input.attachedFiles) }]);
+    this.schedule(taskId);
+    return { status: 'running' };
+  }
+
+  async cancel(principal: Principal, taskId: string): Promise<void> {
+    const { store } = this.options;
+    const task = await this.visibleTask(principal, taskId);
+    if (task.status === 'cancelled') return;
+    if (task.status === 'completed' || task.status === 'failed') throw new ServiceError('CONFLICT', `The task has already ${task.status === 'completed' ? 'completed' : 'failed'}`);
+    const run = this.runs.get(taskId);
+    if (run && !this.options.queue.remove(taskId)) {
+      run.controller.abort(new RunAbort('cancel'));
+      const waited = await Promise.race([run.done.then(() => true), delay(this.options.cancelWaitMs ?? 5_000).then(() => false)]);
+      if (waited) return;
+    }
+    // Not running (queued, or the run did not wind down in time): record the cancel here.
+    const moved = await store.transitionTask(taskId, LIVE_STATUSES, { status: 'cancelled', completedAt: new Date().toISOString() });
+    if (moved) {
+      await this.options.events.append(taskId, 'status', { status: 'cancelled' });
+      await this.options.events.append(taskId, 'error', { code: 'CANCELLED', message: 'Task cancelled' });
+    }
+  }
+
+  async get(principal: Principal, taskId: string): Promise<TaskView> {
+    const task = await this.visibleTask(principal, taskId);
+    const view: TaskView = publicTask(task);
+    if (task.status !== 'pending' || task.startedAt) {
+      const events = await this.options.store.listEvents(taskId, task.runStartSeq, OUTPUT_FOLD_LIMIT);
+      const state = foldEvents(events);
+      view.output = {
+        content: state.content,
+        updatedAt: state.updatedAt ?? task.lastActivityAt,
+        ...(state.thoughts.length ? { thoughts: state.thoughts } : {}),
+        ...(state.toolCalls.length ? { toolCalls: state.toolCalls } : {}),
+      };
+    }
+    return view;
+  }
+
+  async list(principal: Principal, query: { limit: number; offset: number; includeHidden: boolean; status?: TaskStatus }) {
+    const { tasks, total } = await this.options.store.listTasks({
+      projectId: principal.projectId,
+      ...(principal.kind === 'endUser' ? { endUserId: principal.endUserId } : {}),
+      ...query,
+    });
+    return { tasks: tasks.map(publicTask), total };
+  }
+
+  async history(principal: Principal, taskId: string) {
+    const task = await this.visibleTask(principal, taskId);
+    const messages = await this.options.store.listMessages(taskId);
+    return { taskId, conversationId: task.conversationId, status: task.status, messages: messages.map(publicMessage) };
+  }
+
+  /** The task if the caller may see it; NOT_FOUND otherwise, so other projects' ids never leak. */
+  async visibleTask(principal: Principal, taskId: string): Promise<TaskRecord> {
+    const task = await this.options.store.getTask(taskId);
+    const visible = task && task.projectId === principal.projectId && (principal.kind === 'apiKey' || task.endUserId === principal.endUserId);
+    if (!visible) throw new ServiceError('NOT_FOUND', 'Task not found');
+    return task;
+  }
+
+  /** Fails every task a previous process left running: its secrets and in-flight calls are gone. */
+  async recoverInterrupted(): Promise<number> {
+    const { store, events } = this.options;
+    const stuck = await store.findTasksByStatus(LIVE_STATUSES);
+    for (const task of stuck) {
+      const error = { code: 'EXECUTION_ERROR', message: 'Airlock restarted while this task was running; send a follow-up to continue' };
+      if (await store.transitionTask(task.id, LIVE_STATUSES, { status: 'failed', completedAt: new Date().toISOString(), error })) {
+        await events.append(task.id, 'status', { status: 'failed' });
+        await events.append(task.id, 'error', error);
+      }
+    }
+    return stuck.length;
+  }
+
+  /**
+   * Stops taking work, lets running tasks go on for `graceMs`, then cancels the rest as
+   * interrupted by the shutdown; closes every session.
+   */
+  async shutdown(graceMs: number): Promise<void> {
+    this.accepting = false;
+    const all = () => Promise.allSettled([...this.runs.values()].map((run) => run.done));
+    const finished = await Promise.race([all().then(() => true), delay(graceMs).then(() => false)]);
+    if (!finished) {
+      for (const run of this.runs.values()) run.controller.abort(new RunAbort('shutdown'));
+      await all();
+    }
+    await this.options.sessions.closeAll();
+  }
+
+  /** Runs of this process, for metrics and tests. */
+  get activeRuns(): number {
+    return this.runs.size;
+  }
+
+  private schedule(taskId: string): void {
+    const controller = new AbortController();
+    let finish!: () => void;
+    const done = new Promise<void>((resolve) => (finish = resolve));
+    this.runs.set(taskId, { controller, done });
+    this.options.queue.enqueue(taskId, async () => {
+      try {
+        if (controller.signal.aborted) return;
+        const session = this.options.sessions.open(taskId);
+        await this.options.runner.run(taskId, session, controller.signal);
+      } catch (err) {
+        this.options.logger.error({ taskId, err }, 'task run crashed');
+      } finally {
+        this.runs.delete(taskId);
+        this.options.sessions.idle(taskId);
+        finish();
+      }
+    });
+  }
+
+  private async storeUserMessage(taskId: string, scrubber: { value<T>(v: T): T; text(s: string): string }, content: string, attachedFiles: AttachedFile[] | undefined, createdAt: string): Promise<MessageRecord> {
+    return this.options.store.appendMessage({
+      id: randomUUID(), taskId, role: 'user', content: scrubber.text(content), createdAt,
+      ...(attachedFiles?.length ? { attachedFiles } : {}),
+    });
+  }
+
+  private assertAccepting(): void {
+    if (!this.accepting) throw new ServiceError('CONFLICT', 'Airlock is shutting down and takes no new work');
+  }
+}
+
+/** The task fields the API shows. */
+export function publicTask(task: TaskRecord): TaskView {
+  const { runStartSeq: _runStartSeq, ...rest } = task;
+  return rest;
+}
+
+/** A message as history and history_message events show it. */
+export function publicMessage(message: MessageRecord) {
+  const { taskId: _taskId, afterSeq: _afterSeq, ...rest } = message;
+  return rest;
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
+}

@@ -1,0 +1,152 @@
+import type { EventRecord, Store } from '../store/store.js';
+import { isLive } from '../store/store.js';
+import type { EventBus } from './events.js';
+import { FINAL_EVENT_TYPES } from './events.js';
+import type { Principal } from './principal.js';
+import type { TaskService } from './taskService.js';
+import { publicMessage } from './taskService.js';
+import { foldEvents } from './turnState.js';
+
+/** One event as a stream sends it. */
+export interface StreamFrame {
+  event: string;
+  data: unknown;
+  id: number;
+}
+
+/** Where a stream writes; the SSE writer implements it over an HTTP response. */
+export interface StreamSink {
+  /** Queues a frame; false when the client's buffer is above its high-water mark. */
+  write(frame: StreamFrame): boolean;
+  /** Bytes written but not yet taken by the client. */
+  readonly bufferedBytes: number;
+  /** Resolves when the buffer has drained or the sink has closed. */
+  drained(): Promise<void>;
+  /** Ends the response normally. */
+  end(): void;
+  /** Drops the connection (a client too slow to keep up); it can resume with Last-Event-ID. */
+  destroy(): void;
+  readonly closed: boolean;
+  /** Called once when the client goes away or the sink ends. */
+  onClose(callback: () => void): void;
+}
+
+export interface TaskStreamOptions {
+  store: Store;
+  bus: EventBus;
+  service: TaskService;
+  /** A live client further behind than this is dropped rather than buffered without bound. */
+  maxLiveBufferBytes?: number;
+  /** Events buffered while history is replayed; past it the client is dropped. */
+  maxPendingEvents?: number;
+}
+
+const REPLAY_PAGE = 1_000;
+
+/**
+ * The phases of GET /tasks/:id/stream (API.md section 5): history, history_done, catch-up of the
+ * live turn, then live events; or, on resume, every stored event after the given sequence, then
+ * live events. Subscribing before reading the store, and dropping buffered events at or below what
+ * was read, is what makes the seam between stored and live events lose and repeat nothing.
+ */
+export class TaskStreams {
+  private readonly maxLiveBufferBytes: number;
+  private readonly maxPendingEvents: number;
+
+  constructor(private readonly options: TaskStreamOptions) {
+    this.maxLiveBufferBytes = options.maxLiveBufferBytes ?? 4 * 1024 * 1024;
+    this.maxPendingEvents = options.maxPendingEvents ?? 100_000;
+  }
+
+  /** Checks access (throws NOT_FOUND) and returns the function that runs the stream into a sink. */
+  async prepare(principal: Principal, taskId: string, afterSeq: number | undefined): Promise<(sink: StreamSink) => Promise<void>> {
+    await this.options.service.visibleTask(principal, taskId);
+    return (sink) => this.run(taskId, afterSeq, sink);
+  }
+
+  private async run(taskId: string, afterSeq: number | undefined, sink: StreamSink): Promise<void> {
+    const { store, bus } = this.options;
+    let pending: EventRecord[] | null = [];
+    let lastSent = 0;
+    let ended = false;
+    const finish = () => {
+      if (ended) return;
+      ended = true;
+      sink.end();
+    };
+    const sendLive = (event: EventRecord) => {
+      if (ended || sink.closed || event.seq <= lastSent) return;
+      sink.write({ event: event.type, data: event.data, id: event.seq });
+      lastSent = event.seq;
+      if (FINAL_EVENT_TYPES.has(event.type)) finish();
+      else if (sink.bufferedBytes > this.maxLiveBufferBytes) sink.destroy();
+    };
+    const unsubscribe = bus.subscribe(taskId, (event) => {
+      if (!pending) return sendLive(event);
+      pending.push(event);
+      if (pending.length > this.maxPendingEvents) sink.destroy();
+    });
+    sink.onClose(unsubscribe);
+
+    const write = async (frame: StreamFrame) => {
+      if (!sink.write(frame)) await sink.drained();
+    };
+
+    try {
+      let live: boolean;
+      if (afterSeq !== undefined) {
+        let cursor = afterSeq;
+        for (;;) {
+          const page = await store.listEvents(taskId, cursor, REPLAY_PAGE);
+          for (const event of page) {
+            if (sink.closed) return;
+            await write({ event: event.type, data: event.data, id: event.seq });
+            cursor = event.seq;
+          }
+          if (page.length < REPLAY_PAGE) break;
+        }
+        lastSent = cursor;
+        const task = await store.getTask(taskId);
+        live = task ? isLive(task.status) : false;
+      } else {
+        const snapshot = await store.snapshot(taskId);
+        if (!snapshot) return finish();
+        const at = snapshot.lastSeq;
+        for (const message of snapshot.messages) {
+          if (sink.closed) return;
+          await write({ event: 'history_message', data: publicMessage(message), id: at });
+        }
+        live = isLive(snapshot.task.status);
+        await write({ event: 'history_done', data: { messageCount: snapshot.messages.length, isStreaming: live }, id: at });
+        if (!live) return finish();
+        const since = snapshot.messages.at(-1)?.afterSeq ?? 0;
+        for (const frame of await this.catchUp(taskId, since, at)) await write(frame);
+        lastSent = at;
+      }
+      // Hand over from stored to live: what arrived meanwhile and is newer than what was sent.
+      const buffered = pending;
+      pending = null;
+      for (const event of buffered) sendLive(event);
+      if (!live && !ended) finish();
+    } catch (err) {
+      if (!sink.closed) sink.destroy();
+      throw err;
+    }
+  }
+
+  // The state of the turn in progress, as frames: partial text, thoughts, each tool call at its
+  // latest status (pending approvals are re-sent as awaiting_approval), and results so far.
+  private async catchUp(taskId: string, since: number, until: number): Promise<StreamFrame[]> {
+    const events = await this.options.store.listEvents(taskId, since, Number.MAX_SAFE_INTEGER, until);
+    const state = foldEvents(events);
+    const frames: StreamFrame[] = [];
+    if (state.content) frames.push({ event: 'content', data: { text: state.content, isPartial: true }, id: until });
+    for (const thought of state.thoughts) frames.push({ event: 'thought', data: thought, id: until });
+    for (const call of state.toolCalls) {
+      const status = call.output === undefined ? call.status : 'executing';
+      frames.push({ event: 'tool_call', data: { callId: call.callId, toolName: call.toolName, ...(call.server ? { server: call.server } : {}), status, args: call.args }, id: until });
+      if (call.output !== undefined) frames.push({ event: 'tool_result', data: { callId: call.callId, status: call.status, output: call.output }, id: until });
+    }
+    return frames;
+  }
+}

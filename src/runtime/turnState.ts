@@ -1,0 +1,66 @@
+import type { EventRecord, Thought, ToolCallRecord } from '../store/store.js';
+
+/** What a run (or the current turn) has produced so far, derived from its events alone. */
+export interface TurnState {
+  /** The answer text so far: finished assistant texts and the partial one, joined by blank lines. */
+  content: string;
+  thoughts: Thought[];
+  toolCalls: ToolCallRecord[];
+  /** When the last event folded in was created. */
+  updatedAt: string | null;
+}
+
+export function emptyTurnState(): TurnState {
+  return { content: '', thoughts: [], toolCalls: [], updatedAt: null };
+}
+
+/**
+ * Folds events into the state they describe. Deriving it from the stored events, rather than from
+ * memory, means any node can answer GET /tasks/:id and a stream's catch-up for any task.
+ */
+export function foldEvents(events: Iterable<EventRecord>): TurnState {
+  const finished: string[] = [];
+  let partial = '';
+  const thoughts: Thought[] = [];
+  const calls = new Map<string, ToolCallRecord>();
+  let updatedAt: string | null = null;
+
+  for (const event of events) {
+    updatedAt = event.createdAt;
+    const data = event.data;
+    switch (event.type) {
+      case 'content':
+        if (data.isPartial) partial += String(data.text ?? '');
+        else {
+          const text = String(data.text ?? '');
+          if (text) finished.push(text);
+          partial = '';
+        }
+        break;
+      case 'thought':
+        thoughts.push({ subject: String(data.subject ?? ''), description: String(data.description ?? '') });
+        break;
+      case 'tool_call': {
+        const callId = String(data.callId);
+        const previous = calls.get(callId);
+        calls.set(callId, {
+          ...previous,
+          callId,
+          toolName: String(data.toolName),
+          ...(data.server ? { server: String(data.server) } : {}),
+          status: data.status as ToolCallRecord['status'],
+          args: (data.args ?? previous?.args ?? {}) as Record<string, unknown>,
+        });
+        break;
+      }
+      case 'tool_result': {
+        const callId = String(data.callId);
+        const previous = calls.get(callId);
+        if (previous) calls.set(callId, { ...previous, status: data.status as ToolCallRecord['status'], output: String(data.output ?? '') });
+        break;
+      }
+    }
+  }
+  const content = [...finished, ...(partial ? [partial] : [])].join('\n\n');
+  return { content, thoughts, toolCalls: [...calls.values()], updatedAt };
+}

@@ -1,0 +1,278 @@
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import Database from 'better-sqlite3';
+import type {
+  ApiKeyRecord, EventRecord, MessageRecord, Store, TaskListQuery, TaskPatch, TaskRecord, TaskSnapshot, TaskStatus,
+} from './store.js';
+
+const SCHEMA_VERSION = 1;
+
+const MIGRATIONS = [
+  `CREATE TABLE projects (id TEXT PRIMARY KEY, created_at TEXT NOT NULL);
+   CREATE TABLE api_keys (
+     id TEXT PRIMARY KEY, project_id TEXT NOT NULL REFERENCES projects(id), name TEXT,
+     key_hash TEXT NOT NULL UNIQUE, key_prefix TEXT NOT NULL,
+     created_at TEXT NOT NULL, expires_at TEXT, revoked_at TEXT);
+   CREATE TABLE tasks (
+     id TEXT PRIMARY KEY, project_id TEXT NOT NULL, api_key_id TEXT, end_user_id TEXT,
+     session_id TEXT NOT NULL, conversation_id TEXT NOT NULL, status TEXT NOT NULL,
+     message TEXT NOT NULL, system_prompt TEXT, show_in_history INTEGER NOT NULL, auto_execute INTEGER NOT NULL,
+     env TEXT, error TEXT, usage TEXT NOT NULL,
+     created_at TEXT NOT NULL, started_at TEXT, completed_at TEXT, last_activity_at TEXT NOT NULL,
+     message_count INTEGER NOT NULL DEFAULT 0, last_seq INTEGER NOT NULL DEFAULT 0, run_start_seq INTEGER NOT NULL DEFAULT 0);
+   CREATE INDEX tasks_by_activity ON tasks(project_id, last_activity_at DESC);
+   CREATE INDEX tasks_by_status ON tasks(status);
+   CREATE TABLE messages (
+     id TEXT PRIMARY KEY, task_id TEXT NOT NULL REFERENCES tasks(id), position INTEGER NOT NULL,
+     role TEXT NOT NULL, content TEXT NOT NULL, created_at TEXT NOT NULL,
+     attached_files TEXT, thoughts TEXT, tool_calls TEXT, after_seq INTEGER NOT NULL);
+   CREATE UNIQUE INDEX messages_by_task ON messages(task_id, position);
+   CREATE TABLE events (
+     task_id TEXT NOT NULL, seq INTEGER NOT NULL, type TEXT NOT NULL, data TEXT NOT NULL, created_at TEXT NOT NULL,
+     PRIMARY KEY (task_id, seq)) WITHOUT ROWID;`,
+];
+
+interface TaskRow {
+  id: string; project_id: string; api_key_id: string | null; end_user_id: string | null;
+  session_id: string; conversation_id: string; status: TaskStatus; message: string; system_prompt: string | null;
+  show_in_history: number; auto_execute: number; env: string | null; error: string | null; usage: string;
+  created_at: string; started_at: string | null; completed_at: string | null; last_activity_at: string;
+  message_count: number; last_seq: number; run_start_seq: number;
+}
+
+interface MessageRow {
+  id: string; task_id: string; role: 'user' | 'assistant'; content: string; created_at: string;
+  attached_files: string | null; thoughts: string | null; tool_calls: string | null; after_seq: number;
+}
+
+interface KeyRow {
+  id: string; project_id: string; name: string | null; key_hash: string; key_prefix: string;
+  created_at: string; expires_at: string | null; revoked_at: string | null;
+}
+
+const PATCH_COLUMNS: Record<keyof TaskPatch, string> = {
+  status: 'status', error: 'error', usage: 'usage', startedAt: 'started_at', completedAt: 'completed_at',
+  lastActivityAt: 'last_activity_at', sessionId: 'session_id', env: 'env', runStartSeq: 'run_start_seq',
+};
+const JSON_COLUMNS = new Set(['error', 'usage', 'env']);
+
+/** The embedded Store: one SQLite file in WAL mode. Every method runs synchronously inside. */
+export class SqliteStore implements Store {
+  private readonly db: Database.Database;
+  private readonly statements: ReturnType<SqliteStore['prepare']>;
+
+  /** Opens (creating if needed) the database at `path`; ':memory:' for a throwaway one. */
+  constructor(path: string) {
+    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+    this.db = new Database(path);
+    this.db.pragma('journal_mode = WAL');
+    // NORMAL in WAL keeps every commit atomic and loses at most the last commits on power loss.
+    this.db.pragma('synchronous = NORMAL');
+    this.db.pragma('foreign_keys = ON');
+    this.db.pragma('busy_timeout = 5000');
+    this.migrate();
+    this.statements = this.prepare();
+  }
+
+  private migrate(): void {
+    const version = this.db.pragma('user_version', { simple: true }) as number;
+    if (version > SCHEMA_VERSION) throw new Error(`database schema ${version} is newer than this Airlock (${SCHEMA_VERSION})`);
+    this.db.transaction(() => {
+      for (let v = version; v < SCHEMA_VERSION; v++) this.db.exec(MIGRATIONS[v]!);
+      this.db.pragma(`user_version = ${SCHEMA_VERSION}`);
+    })();
+  }
+
+  private prepare() {
+    const db = this.db;
+    return {
+      ensureProject: db.prepare('INSERT OR IGNORE INTO projects (id, created_at) VALUES (?, ?)'),
+      insertKey: db.prepare(`INSERT INTO api_keys (id, project_id, name, key_hash, key_prefix, created_at, expires_at, revoked_at)
+        VALUES (@id, @projectId, @name, @keyHash, @keyPrefix, @createdAt, @expiresAt, @revokedAt)`),
+      keyByHash: db.prepare<[string], KeyRow>('SELECT * FROM api_keys WHERE key_hash = ?'),
+      listKeys: db.prepare<[], KeyRow>('SELECT * FROM api_keys ORDER BY created_at, id'),
+      revokeKey: db.prepare('UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?'),
+      countKeys: db.prepare<[], { n: number }>('SELECT COUNT(*) AS n FROM api_keys'),
+      insertTask: db.prepare(`INSERT INTO tasks (id, project_id, api_key_id, end_user_id, session_id, conversation_id, status,
+        message, system_prompt, show_in_history, auto_execute, env, error, usage, created_at, started_at, completed_at,
+        last_activity_at, message_count, last_seq, run_start_seq)
+        VALUES (@id, @projectId, @apiKeyId, @endUserId, @sessionId, @conversationId, @status, @message, @systemPrompt,
+        @showInHistory, @autoExecute, @env, @error, @usage, @createdAt, @startedAt, @completedAt, @lastActivityAt,
+        @messageCount, 0, @runStartSeq)`),
+      task: db.prepare<[string], TaskRow>('SELECT * FROM tasks WHERE id = ?'),
+      tasksByStatus: db.prepare<[string], TaskRow>('SELECT * FROM tasks WHERE status IN (SELECT value FROM json_each(?))'),
+      insertMessage: db.prepare(`INSERT INTO messages (id, task_id, position, role, content, created_at, attached_files, thoughts, tool_calls, after_seq)
+        VALUES (@id, @taskId, (SELECT message_count FROM tasks WHERE id = @taskId), @role, @content, @createdAt, @attachedFiles, @thoughts, @toolCalls,
+        (SELECT last_seq FROM tasks WHERE id = @taskId))`),
+      countMessage: db.prepare('UPDATE tasks SET message_count = message_count + 1, last_activity_at = ? WHERE id = ?'),
+      messages: db.prepare<[string], MessageRow>('SELECT * FROM messages WHERE task_id = ? ORDER BY position'),
+      bumpSeq: db.prepare<[string, string], { last_seq: number }>('UPDATE tasks SET last_seq = last_seq + 1, last_activity_at = ? WHERE id = ? RETURNING last_seq'),
+      insertEvent: db.prepare('INSERT INTO events (task_id, seq, type, data, created_at) VALUES (?, ?, ?, ?, ?)'),
+      events: db.prepare<[string, number, number, number], { seq: number; type: string; data: string; created_at: string }>(
+        'SELECT seq, type, data, created_at FROM events WHERE task_id = ? AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?'),
+      lastSeq: db.prepare<[string], { last_seq: number }>('SELECT last_seq FROM tasks WHERE id = ?'),
+    };
+  }
+
+  async ensureProject(id: string): Promise<void> {
+    this.statements.ensureProject.run(id, new Date().toISOString());
+  }
+
+  async createApiKey(key: ApiKeyRecord): Promise<void> {
+    this.statements.insertKey.run(key);
+  }
+
+  async findApiKeyByHash(keyHash: string): Promise<ApiKeyRecord | undefined> {
+    const row = this.statements.keyByHash.get(keyHash);
+    return row && keyFromRow(row);
+  }
+
+  async listApiKeys(): Promise<ApiKeyRecord[]> {
+    return this.statements.listKeys.all().map(keyFromRow);
+  }
+
+  async revokeApiKey(id: string, at: string): Promise<boolean> {
+    return this.statements.revokeKey.run(at, id).changes > 0;
+  }
+
+  async countApiKeys(): Promise<number> {
+    return this.statements.countKeys.get()!.n;
+  }
+
+  async createTask(task: TaskRecord): Promise<void> {
+    this.statements.insertTask.run({
+      ...task,
+      showInHistory: task.showInHistory ? 1 : 0,
+      autoExecute: task.autoExecute ? 1 : 0,
+      env: task.env && JSON.stringify(task.env),
+      error: task.error && JSON.stringify(task.error),
+      usage: JSON.stringify(task.usage),
+    });
+  }
+
+  async getTask(id: string): Promise<TaskRecord | undefined> {
+    const row = this.statements.task.get(id);
+    return row && taskFromRow(row);
+  }
+
+  async listTasks(query: TaskListQuery): Promise<{ tasks: TaskRecord[]; total: number }> {
+    const where = ['project_id = @projectId'];
+    if (query.endUserId !== undefined) where.push('end_user_id = @endUserId');
+    if (!query.includeHidden) where.push('show_in_history = 1');
+    if (query.status) where.push('status = @status');
+    const params = { projectId: query.projectId, endUserId: query.endUserId, status: query.status, limit: query.limit, offset: query.offset };
+    const clause = where.join(' AND ');
+    const read = this.db.transaction(() => ({
+      total: (this.db.prepare(`SELECT COUNT(*) AS n FROM tasks WHERE ${clause}`).get(params) as { n: number }).n,
+      rows: this.db.prepare(`SELECT * FROM tasks WHERE ${clause} ORDER BY last_activity_at DESC, id LIMIT @limit OFFSET @offset`).all(params) as TaskRow[],
+    }));
+    const { total, rows } = read();
+    return { total, tasks: rows.map(taskFromRow) };
+  }
+
+  async updateTask(id: string, patch: TaskPatch): Promise<void> {
+    const { sql, params } = patchSql(patch);
+    if (!sql) return;
+    this.db.prepare(`UPDATE tasks SET ${sql} WHERE id = @id`).run({ ...params, id });
+  }
+
+  async transitionTask(id: string, from: readonly TaskStatus[], patch: TaskPatch & { status: TaskStatus }): Promise<boolean> {
+    const { sql, params } = patchSql(patch);
+    const result = this.db
+      .prepare(`UPDATE tasks SET ${sql} WHERE id = @id AND status IN (SELECT value FROM json_each(@from))`)
+      .run({ ...params, id, from: JSON.stringify(from) });
+    return result.changes > 0;
+  }
+
+  async findTasksByStatus(statuses: readonly TaskStatus[]): Promise<TaskRecord[]> {
+    return this.statements.tasksByStatus.all(JSON.stringify(statuses)).map(taskFromRow);
+  }
+
+  async appendMessage(message: Omit<MessageRecord, 'afterSeq'>): Promise<MessageRecord> {
+    return this.db.transaction(() => {
+      this.statements.insertMessage.run({
+        id: message.id, taskId: message.taskId, role: message.role, content: message.content, createdAt: message.createdAt,
+        attachedFiles: message.attachedFiles ? JSON.stringify(message.attachedFiles) : null,
+        thoughts: message.thoughts?.length ? JSON.stringify(message.thoughts) : null,
+        toolCalls: message.toolCalls?.length ? JSON.stringify(message.toolCalls) : null,
+      });
+      this.statements.countMessage.run(message.createdAt, message.taskId);
+      return { ...message, afterSeq: this.statements.lastSeq.get(message.taskId)!.last_seq };
+    })();
+  }
+
+  async listMessages(taskId: string): Promise<MessageRecord[]> {
+    return this.statements.messages.all(taskId).map(messageFromRow);
+  }
+
+  async appendEvent(taskId: string, type: string, data: Record<string, unknown>): Promise<EventRecord> {
+    const createdAt = new Date().toISOString();
+    const json = JSON.stringify(data);
+    const seq = this.appendEventTx(taskId, type, json, createdAt);
+    return { taskId, seq, type, data, createdAt };
+  }
+
+  private readonly appendEventTx = (taskId: string, type: string, json: string, createdAt: string): number =>
+    this.db.transaction(() => {
+      const row = this.statements.bumpSeq.get(createdAt, taskId);
+      if (!row) throw new Error(`no task ${taskId}`);
+      this.statements.insertEvent.run(taskId, row.last_seq, type, json, createdAt);
+      return row.last_seq;
+    })();
+
+  async listEvents(taskId: string, afterSeq: number, limit: number, untilSeq = Number.MAX_SAFE_INTEGER): Promise<EventRecord[]> {
+    return this.statements.events.all(taskId, afterSeq, untilSeq, limit).map((row) => ({
+      taskId, seq: row.seq, type: row.type, data: JSON.parse(row.data) as Record<string, unknown>, createdAt: row.created_at,
+    }));
+  }
+
+  async snapshot(taskId: string): Promise<TaskSnapshot | undefined> {
+    return this.db.transaction(() => {
+      const row = this.statements.task.get(taskId);
+      if (!row) return undefined;
+      return { task: taskFromRow(row), messages: this.statements.messages.all(taskId).map(messageFromRow), lastSeq: row.last_seq };
+    })();
+  }
+
+  async close(): Promise<void> {
+    if (this.db.open) this.db.close();
+  }
+}
+
+function patchSql(patch: TaskPatch): { sql: string; params: Record<string, unknown> } {
+  const sets: string[] = [];
+  const params: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(patch) as [keyof TaskPatch, unknown][]) {
+    if (value === undefined) continue;
+    const column = PATCH_COLUMNS[key];
+    sets.push(`${column} = @${key}`);
+    params[key] = JSON_COLUMNS.has(column) ? (value === null ? null : JSON.stringify(value)) : value;
+  }
+  return { sql: sets.join(', '), params };
+}
+
+function taskFromRow(row: TaskRow): TaskRecord {
+  return {
+    id: row.id, projectId: row.project_id, apiKeyId: row.api_key_id, endUserId: row.end_user_id,
+    sessionId: row.session_id, conversationId: row.conversation_id, status: row.status, message: row.message,
+    systemPrompt: row.system_prompt, showInHistory: row.show_in_history === 1, autoExecute: row.auto_execute === 1,
+    env: row.env ? JSON.parse(row.env) : null, error: row.error ? JSON.parse(row.error) : null, usage: JSON.parse(row.usage),
+    createdAt: row.created_at, startedAt: row.started_at, completedAt: row.completed_at, lastActivityAt: row.last_activity_at,
+    messageCount: row.message_count, runStartSeq: row.run_start_seq,
+  };
+}
+
+function messageFromRow(row: MessageRow): MessageRecord {
+  const message: MessageRecord = { id: row.id, taskId: row.task_id, role: row.role, content: row.content, createdAt: row.created_at, afterSeq: row.after_seq };
+  if (row.attached_files) message.attachedFiles = JSON.parse(row.attached_files);
+  if (row.thoughts) message.thoughts = JSON.parse(row.thoughts);
+  if (row.tool_calls) message.toolCalls = JSON.parse(row.tool_calls);
+  return message;
+}
+
+function keyFromRow(row: KeyRow): ApiKeyRecord {
+  return {
+    id: row.id, projectId: row.project_id, name: row.name, keyHash: row.key_hash, keyPrefix: row.key_prefix,
+    createdAt: row.created_at, expiresAt: row.expires_at, revokedAt: row.revoked_at,
+  };
+}

@@ -1,0 +1,162 @@
+/** Every status a task can be in (API.md section 4). */
+export type TaskStatus = 'pending' | 'running' | 'awaiting_approval' | 'completed' | 'failed' | 'cancelled';
+
+export const LIVE_STATUSES: readonly TaskStatus[] = ['pending', 'running', 'awaiting_approval'];
+export const FINISHED_STATUSES: readonly TaskStatus[] = ['completed', 'failed', 'cancelled'];
+
+export function isLive(status: TaskStatus): boolean {
+  return LIVE_STATUSES.includes(status);
+}
+
+/** A failed task's error, as API.md shows it. */
+export interface TaskError {
+  code: string;
+  message: string;
+}
+
+/** Token totals of a task across all its turns. */
+export interface TaskUsage {
+  inputTokens: number;
+  outputTokens: number;
+  turns: number;
+}
+
+/** A task as stored. Secrets are never part of it. */
+export interface TaskRecord {
+  id: string;
+  projectId: string;
+  apiKeyId: string | null;
+  endUserId: string | null;
+  sessionId: string;
+  conversationId: string;
+  status: TaskStatus;
+  message: string;
+  systemPrompt: string | null;
+  showInHistory: boolean;
+  autoExecute: boolean;
+  env: Record<string, string> | null;
+  error: TaskError | null;
+  usage: TaskUsage;
+  createdAt: string;
+  startedAt: string | null;
+  completedAt: string | null;
+  lastActivityAt: string;
+  messageCount: number;
+  /** The sequence of the last event before the current run began. */
+  runStartSeq: number;
+}
+
+/** One tool call as recorded on an assistant message. */
+export interface ToolCallRecord {
+  callId: string;
+  toolName: string;
+  server?: string;
+  status: 'awaiting_approval' | 'executing' | 'success' | 'error' | 'cancelled';
+  args: Record<string, unknown>;
+  output?: string;
+}
+
+export interface Thought {
+  subject: string;
+  description: string;
+}
+
+export interface AttachedFile {
+  name: string;
+  path: string;
+}
+
+/** A message of a task's conversation, as history shows it. */
+export interface MessageRecord {
+  id: string;
+  taskId: string;
+  role: 'user' | 'assistant';
+  content: string;
+  createdAt: string;
+  attachedFiles?: AttachedFile[];
+  thoughts?: Thought[];
+  toolCalls?: ToolCallRecord[];
+  /** The task's last event sequence when the message was stored. */
+  afterSeq: number;
+}
+
+/** A stored stream event. */
+export interface EventRecord {
+  taskId: string;
+  seq: number;
+  type: string;
+  data: Record<string, unknown>;
+  createdAt: string;
+}
+
+export interface ApiKeyRecord {
+  id: string;
+  projectId: string;
+  name: string | null;
+  /** SHA-256 of the whole key, hex. The key itself is never stored. */
+  keyHash: string;
+  /** The first characters of the key, for people to recognise it in lists. */
+  keyPrefix: string;
+  createdAt: string;
+  expiresAt: string | null;
+  revokedAt: string | null;
+}
+
+export interface TaskListQuery {
+  projectId: string;
+  /** Only this end user's tasks (JWT callers). */
+  endUserId?: string;
+  /** Tasks with showInHistory false are listed only when this is true. */
+  includeHidden: boolean;
+  status?: TaskStatus;
+  limit: number;
+  offset: number;
+}
+
+export type TaskPatch = Partial<Pick<TaskRecord, 'status' | 'error' | 'usage' | 'startedAt' | 'completedAt' | 'lastActivityAt' | 'sessionId' | 'env' | 'runStartSeq'>>;
+
+/** What a stream needs at connect, read at one instant. */
+export interface TaskSnapshot {
+  task: TaskRecord;
+  messages: MessageRecord[];
+  lastSeq: number;
+}
+
+/**
+ * Where Airlock keeps tasks, messages, events and keys. Async so that a networked database can
+ * implement it; every method is atomic on its own.
+ */
+export interface Store {
+  /** Creates a project row if it is not there yet. */
+  ensureProject(id: string): Promise<void>;
+  createApiKey(key: ApiKeyRecord): Promise<void>;
+  findApiKeyByHash(keyHash: string): Promise<ApiKeyRecord | undefined>;
+  listApiKeys(): Promise<ApiKeyRecord[]>;
+  /** Marks a key revoked; false when there is no such key. */
+  revokeApiKey(id: string, at: string): Promise<boolean>;
+  countApiKeys(): Promise<number>;
+
+  createTask(task: TaskRecord): Promise<void>;
+  getTask(id: string): Promise<TaskRecord | undefined>;
+  /** Newest activity first, with the total count matching the query. */
+  listTasks(query: TaskListQuery): Promise<{ tasks: TaskRecord[]; total: number }>;
+  updateTask(id: string, patch: TaskPatch): Promise<void>;
+  /**
+   * Changes the status only when the current one is in `from`; returns whether it did. The guard
+   * is what makes two concurrent follow-ups or cancels decide once.
+   */
+  transitionTask(id: string, from: readonly TaskStatus[], patch: TaskPatch & { status: TaskStatus }): Promise<boolean>;
+  findTasksByStatus(statuses: readonly TaskStatus[]): Promise<TaskRecord[]>;
+
+  /** Appends a message, counts it on the task and stamps its afterSeq. */
+  appendMessage(message: Omit<MessageRecord, 'afterSeq'>): Promise<MessageRecord>;
+  listMessages(taskId: string): Promise<MessageRecord[]>;
+
+  /** Appends an event with the task's next sequence number. */
+  appendEvent(taskId: string, type: string, data: Record<string, unknown>): Promise<EventRecord>;
+  /** Events with seq > afterSeq (and <= untilSeq when given), oldest first, at most `limit`. */
+  listEvents(taskId: string, afterSeq: number, limit: number, untilSeq?: number): Promise<EventRecord[]>;
+  snapshot(taskId: string): Promise<TaskSnapshot | undefined>;
+
+  close(): Promise<void>;
+}
