@@ -67,8 +67,7 @@ export function parseCreateTask(body: RequestBody): CreateTaskInput {
     systemPrompt: input.systemPrompt ?? null,
     showInHistory: input.showInHistory ?? true,
     autoExecute: input.autoExecute ?? true,
-    env: parseVariables('env', input.env),
-    secrets: parseVariables('secrets', input.secrets),
+    ...parseVariables(input.env, input.secrets),
   };
 }
 
@@ -76,7 +75,7 @@ export function parseFollowUp(body: RequestBody): FollowUpInput {
   const fields = normalise(body, []);
   check(validators.followUp, fields);
   const input = fields as { message: string; env?: unknown; secrets?: unknown };
-  return { message: input.message, env: parseVariables('env', input.env), secrets: parseVariables('secrets', input.secrets) };
+  return { message: input.message, ...parseVariables(input.env, input.secrets) };
 }
 
 export function parseListQuery(query: Record<string, string | string[] | undefined>): { limit: number; offset: number; includeHidden: boolean; status?: TaskStatus } {
@@ -122,16 +121,17 @@ function booleanOf(value: string): boolean | string {
   return value;
 }
 
-function parseVariables(name: 'env' | 'secrets', value: unknown): Record<string, string> | null {
-  if (value === undefined || value === null) return null;
+function parseVariables(env: unknown, secrets: unknown): { env: Record<string, string> | null; secrets: Record<string, string> | null } {
   const problems: FieldProblem[] = [];
-  for (const [key, item] of Object.entries(value as Record<string, unknown>)) {
-    if (!ENV_KEY.test(key)) problems.push({ path: `/${name}/${escapePointer(key)}`, message: 'key must match ^[A-Za-z_][A-Za-z0-9_]*$' });
-    if (typeof item !== 'string') problems.push({ path: `/${name}/${escapePointer(key)}`, message: 'value must be a string' });
+  for (const [name, value] of [['env', env], ['secrets', secrets]] as const) {
+    for (const [key, item] of Object.entries((value ?? {}) as Record<string, unknown>)) {
+      if (!ENV_KEY.test(key)) problems.push({ path: `/${name}/${escapePointer(key)}`, message: 'key must match ^[A-Za-z_][A-Za-z0-9_]*$' });
+      else if (typeof item !== 'string') problems.push({ path: `/${name}/${escapePointer(key)}`, message: 'value must be a string' });
+    }
   }
   // The message names keys, never values: a secret's value must not come back in an error.
-  if (problems.length) throw new ServiceError('INVALID_ENV', `Invalid ${name}: keys must match ^[A-Za-z_][A-Za-z0-9_]*$ and values must be strings`, { details: problems });
-  return value as Record<string, string>;
+  if (problems.length) throw new ServiceError('INVALID_ENV', 'Invalid env or secrets: keys must match ^[A-Za-z_][A-Za-z0-9_]*$ and values must be strings', { details: problems });
+  return { env: (env ?? null) as Record<string, string> | null, secrets: (secrets ?? null) as Record<string, string> | null };
 }
 
 function check(validate: ValidateFunction, value: unknown, where: 'body' | 'query' = 'body'): void {

@@ -54,7 +54,7 @@ const OUTPUT_FOLD_LIMIT = 20_000;
 
 /** The task API's operations, independent of HTTP. Every method checks the caller may see the task. */
 export class TaskService {
-  private readonly runs = new Map<string, { controller: AbortController; done: Promise<void> }>();
+  private readonly runs = new Map<string, { controller: AbortController; done: Promise<void>; finish: () => void }>();
   private accepting = true;
 
   constructor(private readonly options: TaskServiceOptions) {}
@@ -128,7 +128,10 @@ export class TaskService {
     if (task.status === 'cancelled') return;
     if (task.status === 'completed' || task.status === 'failed') throw new ServiceError('CONFLICT', `The task has already ${task.status === 'completed' ? 'completed' : 'failed'}`);
     const run = this.runs.get(taskId);
-    if (run && !this.options.queue.remove(taskId)) {
+    if (run && this.options.queue.remove(taskId)) {
+      this.runs.delete(taskId);
+      run.finish();
+    } else if (run) {
       run.controller.abort(new RunAbort('cancel'));
       const waited = await Promise.race([run.done.then(() => true), delay(this.options.cancelWaitMs ?? 5_000).then(() => false)]);
       if (waited) return;
@@ -218,7 +221,7 @@ export class TaskService {
     const controller = new AbortController();
     let finish!: () => void;
     const done = new Promise<void>((resolve) => (finish = resolve));
-    this.runs.set(taskId, { controller, done });
+    this.runs.set(taskId, { controller, done, finish });
     this.options.queue.enqueue(taskId, async () => {
       try {
         if (controller.signal.aborted) return;

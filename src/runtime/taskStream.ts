@@ -35,8 +35,12 @@ export interface TaskStreamOptions {
   store: Store;
   bus: EventBus;
   service: TaskService;
-  /** A live client further behind than this is dropped rather than buffered without bound. */
-  maxLiveBufferBytes?: number;
+  /** A live client this far behind for longer than `slowClientGraceMs` is dropped (default 1 MiB). */
+  slowClientBufferBytes?: number;
+  /** How long a client may stay behind by more than `slowClientBufferBytes` (default 5 s). */
+  slowClientGraceMs?: number;
+  /** A client this far behind is dropped at once, bounding memory (default 32 MiB). */
+  maxClientBufferBytes?: number;
   /** Events buffered while history is replayed; past it the client is dropped. */
   maxPendingEvents?: number;
 }
@@ -50,11 +54,15 @@ const REPLAY_PAGE = 1_000;
  * was read, is what makes the seam between stored and live events lose and repeat nothing.
  */
 export class TaskStreams {
-  private readonly maxLiveBufferBytes: number;
+  private readonly slowBytes: number;
+  private readonly slowGraceMs: number;
+  private readonly maxBytes: number;
   private readonly maxPendingEvents: number;
 
   constructor(private readonly options: TaskStreamOptions) {
-    this.maxLiveBufferBytes = options.maxLiveBufferBytes ?? 4 * 1024 * 1024;
+    this.slowBytes = options.slowClientBufferBytes ?? 1024 * 1024;
+    this.slowGraceMs = options.slowClientGraceMs ?? 5_000;
+    this.maxBytes = options.maxClientBufferBytes ?? 32 * 1024 * 1024;
     this.maxPendingEvents = options.maxPendingEvents ?? 100_000;
   }
 
@@ -69,6 +77,7 @@ export class TaskStreams {
     let pending: EventRecord[] | null = [];
     let lastSent = 0;
     let ended = false;
+    let behindSince = 0;
     const finish = () => {
       if (ended) return;
       ended = true;
@@ -78,8 +87,14 @@ export class TaskStreams {
       if (ended || sink.closed || event.seq <= lastSent) return;
       sink.write({ event: event.type, data: event.data, id: event.seq });
       lastSent = event.seq;
-      if (FINAL_EVENT_TYPES.has(event.type)) finish();
-      else if (sink.bufferedBytes > this.maxLiveBufferBytes) sink.destroy();
+      if (FINAL_EVENT_TYPES.has(event.type)) return finish();
+      // A burst may outrun a healthy client for a moment; one that stays behind is dropped and
+      // can resume with Last-Event-ID. Either way the task never waits for it.
+      const buffered = sink.bufferedBytes;
+      if (buffered <= this.slowBytes) behindSince = 0;
+      else if (buffered > this.maxBytes) sink.destroy();
+      else if (!behindSince) behindSince = Date.now();
+      else if (Date.now() - behindSince > this.slowGraceMs) sink.destroy();
     };
     const unsubscribe = bus.subscribe(taskId, (event) => {
       if (!pending) return sendLive(event);
