@@ -102,13 +102,14 @@ export function parseScript(text: string): ScriptLine[] {
   return lines;
 }
 
-// The script is the latest user message that is not just tool results; `since` is its index.
+// The script is the newest user text (not tool results); `since` is the index of its message.
 function latestScript(messages: ModelMessage[]): { script: ScriptLine[]; since: number } {
   for (let i = messages.length - 1; i >= 0; i--) {
     const message = messages[i]!;
     if (message.role !== 'user') continue;
-    const text = message.content.filter((b) => b.type === 'text').map((b) => b.text).join('\n');
-    if (message.content.some((b) => b.type === 'text')) return { script: parseScript(text), since: i };
+    // Only the newest text block: a follow-up after a failed run is merged into the same user turn.
+    const last = message.content.filter((b) => b.type === 'text').at(-1);
+    if (last) return { script: parseScript(last.text), since: i };
   }
   return { script: [], since: 0 };
 }
