@@ -36,6 +36,8 @@ export interface Config {
   bodyLimitBytes: number;
   heartbeatIntervalMs: number;
   shutdownGraceMs: number;
+  /** Per-credential request limit on the API; none when absent. */
+  rateLimit?: { requestsPerMinute: number; burst?: number };
   concurrency: number;
   maxTurns: number;
   model: ModelConfig;
@@ -62,7 +64,7 @@ export class ConfigError extends Error {
 }
 
 interface FileConfig {
-  server?: { host?: string; port?: number; bodyLimitBytes?: number; heartbeatIntervalMs?: number; shutdownGraceMs?: number };
+  server?: { host?: string; port?: number; bodyLimitBytes?: number; heartbeatIntervalMs?: number; shutdownGraceMs?: number; rateLimit?: { requestsPerMinute: number; burst?: number } };
   dataDir?: string;
   logLevel?: string;
   tasks?: { concurrency?: number; maxTurns?: number };
@@ -129,6 +131,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     bodyLimitBytes: file.server?.bodyLimitBytes ?? 1024 * 1024,
     heartbeatIntervalMs,
     shutdownGraceMs: file.server?.shutdownGraceMs ?? 10_000,
+    rateLimit: file.server?.rateLimit,
     concurrency,
     maxTurns: file.tasks?.maxTurns ?? 50,
     model: {

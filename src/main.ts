@@ -81,6 +81,7 @@ export async function startAirlock(config: Config, overrides: AirlockOverrides =
 
   const app = buildApp({
     store, tasks, streams, logger, jwtSecret: config.jwtSecret, bodyLimitBytes: config.bodyLimitBytes, heartbeatIntervalMs: config.heartbeatIntervalMs,
+    rateLimit: config.rateLimit,
     health: () => ({ runningTasks: queue.running, queuedTasks: queue.queued }),
   });
   const server = createServer(app.callback());

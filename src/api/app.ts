@@ -7,6 +7,7 @@ import type { TaskService } from '../runtime/taskService.js';
 import type { TaskStreams } from '../runtime/taskStream.js';
 import { authenticate } from './auth.js';
 import { errorHandler } from './errorHandler.js';
+import { rateLimit } from './rateLimit.js';
 import { taskRoutes } from './taskRoutes.js';
 
 export interface AppOptions {
@@ -17,6 +18,7 @@ export interface AppOptions {
   jwtSecret?: string;
   bodyLimitBytes: number;
   heartbeatIntervalMs: number;
+  rateLimit?: { requestsPerMinute: number; burst?: number };
   /** Extra readiness facts for /healthz. */
   health?: () => Record<string, unknown>;
 }
@@ -39,6 +41,7 @@ export function buildApp(options: AppOptions): Koa {
 
   const api = new Router({ prefix: '/api/v1' });
   api.use(authenticate({ store: options.store, jwtSecret: options.jwtSecret }));
+  if (options.rateLimit) api.use(rateLimit(options.rateLimit));
   taskRoutes(api, options);
   app.use(api.routes());
   return app;

@@ -185,16 +185,17 @@ export class TaskService {
 
   /** Fails every task a previous process left running: its secrets and in-flight calls are gone. */
   async recoverInterrupted(): Promise<number> {
-    const { store, events } = this.options;
-    const stuck = await store.findTasksByStatus(LIVE_STATUSES);
-    for (const task of stuck) {
-      const error = { code: 'EXECUTION_ERROR', message: 'Airlock restarted while this task was running; send a follow-up to continue' };
-      if (await store.transitionTask(task.id, LIVE_STATUSES, { status: 'failed', completedAt: new Date().toISOString(), error })) {
-        await events.append(task.id, 'status', { status: 'failed' });
-        await events.append(task.id, 'error', error);
-      }
-    }
+    const stuck = await this.options.store.findTasksByStatus(LIVE_STATUSES);
+    for (const task of stuck) await this.interrupt(task.id, 'Airlock restarted while this task was running; send a follow-up to continue');
     return stuck.length;
+  }
+
+  private async interrupt(taskId: string, message: string): Promise<void> {
+    const error = { code: 'EXECUTION_ERROR', message };
+    if (await this.options.store.transitionTask(taskId, LIVE_STATUSES, { status: 'failed', completedAt: new Date().toISOString(), error })) {
+      await this.options.events.append(taskId, 'status', { status: 'failed' });
+      await this.options.events.append(taskId, 'error', error);
+    }
   }
 
   /**
@@ -203,6 +204,13 @@ export class TaskService {
    */
   async shutdown(graceMs: number): Promise<void> {
     this.accepting = false;
+    // Queued runs will not start: record them as interrupted now, so their streams end.
+    for (const [taskId, run] of [...this.runs]) {
+      if (!this.options.queue.remove(taskId)) continue;
+      this.runs.delete(taskId);
+      run.finish();
+      await this.interrupt(taskId, 'Airlock shut down before this task started; send a follow-up to run it');
+    }
     const all = () => Promise.allSettled([...this.runs.values()].map((run) => run.done));
     const finished = await Promise.race([all().then(() => true), delay(graceMs).then(() => false)]);
     if (!finished) {

@@ -120,3 +120,27 @@ describe('Authentication', () => {
     }
   });
 });
+
+describe('Rate limiting', () => {
+  it('answers RATE_LIMITED with Retry-After past a key\'s limit, per key', async () => {
+    const { mkdtemp, writeFile, rm } = await import('node:fs/promises');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const dir = await mkdtemp(join(tmpdir(), 'airlock-rl-'));
+    await writeFile(join(dir, 'c.json'), JSON.stringify({ server: { rateLimit: { requestsPerMinute: 3 } } }));
+    const airlock = await startTestAirlock({ env: { AIRLOCK_CONFIG: join(dir, 'c.json') } });
+    try {
+      for (let i = 0; i < 3; i++) expect((await airlock.api('/tasks')).status).to.equal(200);
+      const limited = await airlock.api('/tasks');
+      expect(limited.status).to.equal(429);
+      expect(limited.body.error.code).to.equal('RATE_LIMITED');
+      expect(Number(limited.headers.get('retry-after'))).to.be.within(1, 20);
+      const other = await createApiKey(airlock.store, { projectId: 'default' });
+      expect((await airlock.api('/tasks', { key: other.key })).status).to.equal(200);
+      expect((await airlock.api('/healthz', { key: null })).status).to.equal(200);
+    } finally {
+      await airlock.stop();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
