@@ -94,7 +94,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
   const int = (name: string, min: number, max: number): number | undefined => {
     const raw = env[name];
     if (raw === undefined || raw === '') return undefined;
-    const value = Number(raw);
+    const value = /^\d{1,15}$/.test(raw) ? Number(raw) : NaN;
     if (!Number.isInteger(value) || value < min || value > max) {
       problems.push(`${name} must be an integer from ${min} to ${max} (got "${raw}")`);
       return undefined;
@@ -121,6 +121,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
   if (provider === 'anthropic' && !apiKey) problems.push('model.provider is "anthropic" but ANTHROPIC_API_KEY is not set');
 
   const projects: Record<string, ProjectConfig> = { [DEFAULT_PROJECT]: {}, ...(file.projects ?? {}) };
+  for (const [name, project] of Object.entries(projects)) {
+    if (project.model?.provider === 'anthropic' && !apiKey) problems.push(`projects.${name}.model.provider is "anthropic" but ANTHROPIC_API_KEY is not set`);
+  }
 
   if (problems.length) throw new ConfigError(problems);
   return {

@@ -80,7 +80,7 @@ export async function startAirlock(config: Config, overrides: AirlockOverrides =
   if (interrupted) logger.warn({ count: interrupted }, 'tasks left running by a previous process were marked failed');
 
   const app = buildApp({
-    store, tasks, streams, logger, jwtSecret: config.jwtSecret, bodyLimitBytes: config.bodyLimitBytes, heartbeatIntervalMs: config.heartbeatIntervalMs,
+    store, tasks, streams, logger, jwtSecret: config.jwtSecret, projects: Object.keys(config.projects), bodyLimitBytes: config.bodyLimitBytes, heartbeatIntervalMs: config.heartbeatIntervalMs,
     rateLimit: config.rateLimit,
     health: () => ({ runningTasks: queue.running, queuedTasks: queue.queued }),
   });

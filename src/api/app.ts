@@ -16,6 +16,8 @@ export interface AppOptions {
   streams: TaskStreams;
   logger: Logger;
   jwtSecret?: string;
+  /** Names of the configured projects. */
+  projects: string[];
   bodyLimitBytes: number;
   heartbeatIntervalMs: number;
   rateLimit?: { requestsPerMinute: number; burst?: number };
@@ -40,7 +42,7 @@ export function buildApp(options: AppOptions): Koa {
   app.use(root.routes());
 
   const api = new Router({ prefix: '/api/v1' });
-  api.use(authenticate({ store: options.store, jwtSecret: options.jwtSecret }));
+  api.use(authenticate({ store: options.store, jwtSecret: options.jwtSecret, projects: new Set(options.projects) }));
   if (options.rateLimit) api.use(rateLimit(options.rateLimit));
   taskRoutes(api, options);
   app.use(api.routes());

@@ -13,6 +13,8 @@ export interface AuthOptions {
   store: Store;
   /** HS256 secret; JWTs are refused with JWT_NOT_CONFIGURED without it. */
   jwtSecret?: string;
+  /** Projects a token may name. */
+  projects: ReadonlySet<string>;
 }
 
 /** Reads the credential of a request: `Authorization: Bearer …` first, then `X-API-Key`. */
@@ -39,7 +41,7 @@ export function authenticate(options: AuthOptions) {
       ctx.state.log = ctx.state.log?.child({ apiKeyId: key.id, projectId: key.projectId });
     } else if (JWT_PATTERN.test(credential)) {
       if (!secret) throw new ServiceError('JWT_NOT_CONFIGURED', 'This Airlock has no JWT signing secret (AIRLOCK_JWT_SECRET), so it accepts API keys only');
-      ctx.state.principal = await verifyJwt(credential, secret);
+      ctx.state.principal = await verifyJwt(credential, secret, options.projects);
     } else {
       throw new ServiceError('INVALID_AUTH_FORMAT', 'The credential is neither an Airlock API key ("airlock_" + 64 hex) nor a JWT');
     }
@@ -47,12 +49,13 @@ export function authenticate(options: AuthOptions) {
   };
 }
 
-async function verifyJwt(token: string, secret: Uint8Array): Promise<Principal> {
+async function verifyJwt(token: string, secret: Uint8Array, projects: ReadonlySet<string>): Promise<Principal> {
   try {
     // Pinning the algorithm list is what refuses `alg: none` and key-confusion tokens.
     const { payload } = await jwtVerify(token, secret, { algorithms: ['HS256'], audience: JWT_AUDIENCE, requiredClaims: ['exp', 'sub'] });
     const projectId = typeof payload.project === 'string' ? payload.project : undefined;
     if (!projectId || !payload.sub) throw new ServiceError('INVALID_TOKEN', 'The token has no project or subject');
+    if (!projects.has(projectId)) throw new ServiceError('INVALID_TOKEN', 'The token names a project this Airlock does not have');
     return { kind: 'endUser', projectId, endUserId: payload.sub };
   } catch (err) {
     if (err instanceof ServiceError) throw err;

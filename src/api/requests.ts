@@ -38,7 +38,7 @@ export const listTasksSchema = {
   additionalProperties: false,
   properties: {
     limit: { type: 'integer', minimum: 1, maximum: 100 },
-    offset: { type: 'integer', minimum: 0 },
+    offset: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER },
     includeHidden: { type: 'boolean' },
     status: { enum: STATUSES },
   },

@@ -22,8 +22,7 @@ export function taskRoutes(router: Router, options: AppOptions): void {
     // by the parser before anything is written.
     formidable: { maxFiles: 0, maxFieldsSize: options.bodyLimitBytes },
     onError: (err) => {
-      if (/maxFiles/i.test(err.message)) throw new ServiceError('VALIDATION_ERROR', 'This Airlock does not accept file uploads yet', { details: [{ path: '/files', message: 'not accepted' }] });
-      throw err;
+      throw multipartError(err);
     },
   });
 
@@ -74,6 +73,19 @@ export function taskRoutes(router: Router, options: AppOptions): void {
   });
 }
 
+// formidable's internal codes (formidable/src/FormidableError.js) mapped to the API's codes.
+const FORMIDABLE_TOO_LARGE = new Set([1006, 1007, 1009, 1016]);
+const FORMIDABLE_MAX_FILES = 1015;
+
+function multipartError(err: Error): Error {
+  const code = (err as { code?: unknown }).code;
+  if (typeof code !== 'number' || code < 1000 || code > 1099) return err;
+  if (code === FORMIDABLE_MAX_FILES) return new ServiceError('VALIDATION_ERROR', 'This Airlock does not accept file uploads yet', { details: [{ path: '/files', message: 'not accepted' }] });
+  if (FORMIDABLE_TOO_LARGE.has(code)) return new ServiceError('PAYLOAD_TOO_LARGE', 'The multipart body is larger than this server accepts');
+  if (code === 1017 || code === 1018) return err;
+  return new ServiceError('VALIDATION_ERROR', `Malformed multipart/form-data body: ${err.message}`);
+}
+
 function principal(ctx: Context): Principal {
   return ctx.state.principal as Principal;
 }
@@ -96,7 +108,8 @@ function requestBody(ctx: Context): RequestBody {
     const files = ctx.request.files ? Object.values(ctx.request.files).flat().length : 0;
     return { kind: 'multipart', fields: ctx.request.body ?? {}, fileCount: files };
   }
-  if (!ctx.is('json')) throw new ServiceError('VALIDATION_ERROR', 'Send the body as application/json or multipart/form-data');
+  // ctx.is() answers null for a request without a body, so look at the header as well.
+  if (!ctx.is('json') && !/^application\/([\w.+-]*\+)?json\b/i.test(ctx.get('content-type'))) throw new ServiceError('VALIDATION_ERROR', 'Send the body as application/json or multipart/form-data');
   const fields: unknown = ctx.request.body;
   if (!fields || typeof fields !== 'object' || Array.isArray(fields)) throw new ServiceError('VALIDATION_ERROR', 'The body must be a JSON object');
   return { kind: 'json', fields, fileCount: 0 };

@@ -38,6 +38,12 @@ export class Scrubber {
     return this.walk(input) as T;
   }
 
+  /** Where secret values occur in `input`, as [start, end) pairs, in order and never overlapping. */
+  spans(input: string): [number, number][] {
+    if (!this.pattern) return [];
+    return [...input.matchAll(this.pattern)].map((m) => [m.index!, m.index! + m[0].length]);
+  }
+
   /** The secret values this scrubber knows (for prefix checks in streams). */
   values(): IterableIterator<string> {
     return this.keyOf.keys();
@@ -68,9 +74,13 @@ export class StreamScrubber {
   push(piece: string): string {
     if (this.scrubber.empty) return piece;
     const text = this.pending + piece;
-    const hold = this.heldTail(text);
-    this.pending = text.slice(text.length - hold);
-    return this.scrubber.text(text.slice(0, text.length - hold));
+    let cut = text.length - this.heldTail(text);
+    // Never cut through a whole secret: a value whose end could also start a secret (s3cr3ts)
+    // would otherwise go out in two halves, neither of which matches.
+    const crossing = this.scrubber.spans(text).find(([start, end]) => start < cut && end > cut);
+    if (crossing) cut = crossing[0];
+    this.pending = text.slice(cut);
+    return this.scrubber.text(text.slice(0, cut));
   }
 
   /** Ends the stream: returns whatever was held back, scrubbed. */

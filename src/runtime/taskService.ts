@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { ServiceError } from '../errors.js';
 import { FINISHED_STATUSES, isLive, LIVE_STATUSES } from '../store/store.js';
-import type { AttachedFile, MessageRecord, Store, TaskRecord, TaskStatus } from '../store/store.js';
+import type { AttachedFile, EventRecord, MessageRecord, Store, TaskRecord, TaskStatus } from '../store/store.js';
 import { pushUser, userText } from './conversation.js';
 import type { EventLog } from './events.js';
 import type { Principal } from './principal.js';
@@ -49,8 +49,7 @@ export interface TaskServiceOptions {
   cancelWaitMs?: number;
 }
 
-/** The most events a GET folds into `output`; beyond it the output is read from the newest ones. */
-const OUTPUT_FOLD_LIMIT = 20_000;
+const EVENT_PAGE = 5_000;
 
 /** The task API's operations, independent of HTTP. Every method checks the caller may see the task. */
 export class TaskService {
@@ -102,18 +101,21 @@ export class TaskService {
     const { store } = this.options;
     const task = await this.visibleTask(principal, taskId);
     if (isLive(task.status)) throw new ServiceError('CONFLICT', `The task is ${task.status}; send a follow-up when it has finished`);
-    const env = input.env ? { ...(task.env ?? {}), ...input.env } : task.env;
-    const moved = await store.transitionTask(taskId, FINISHED_STATUSES, { status: 'running', error: null, completedAt: null, env });
-    if (!moved) throw new ServiceError('CONFLICT', 'The task is busy; send a follow-up when it has finished');
     const session = this.options.sessions.open(taskId);
     const secretsChanged = session.addSecrets(input.secrets ?? {});
+    // Scrubbed before it is written: an env value may contain a secret's value.
+    const env = input.env ? session.scrubber.value({ ...(task.env ?? {}), ...input.env }) : task.env;
+    const moved = await store.transitionTask(taskId, FINISHED_STATUSES, { status: 'running', error: null, completedAt: null, env });
+    if (!moved) {
+      this.options.sessions.idle(taskId);
+      throw new ServiceError('CONFLICT', 'The task is busy; send a follow-up when it has finished');
+    }
     if ((secretsChanged || input.env) && session.tools) {
       // New values may resolve MCP templates differently: reopen the tools with them.
       const tools = session.tools;
       session.tools = null;
       await tools.close();
     }
-    if (input.env) await store.updateTask(taskId, { env: session.scrubber.value(env) });
     const now = new Date().toISOString();
     const message = await this.storeUserMessage(taskId, session.scrubber, input.message, input.attachedFiles, now);
     await store.updateTask(taskId, { runStartSeq: message.afterSeq });
@@ -131,6 +133,7 @@ export class TaskService {
     if (run && this.options.queue.remove(taskId)) {
       this.runs.delete(taskId);
       run.finish();
+      this.options.sessions.idle(taskId);
     } else if (run) {
       run.controller.abort(new RunAbort('cancel'));
       const waited = await Promise.race([run.done.then(() => true), delay(this.options.cancelWaitMs ?? 5_000).then(() => false)]);
@@ -148,8 +151,7 @@ export class TaskService {
     const task = await this.visibleTask(principal, taskId);
     const view: TaskView = publicTask(task);
     if (task.status !== 'pending' || task.startedAt) {
-      const events = await this.options.store.listEvents(taskId, task.runStartSeq, OUTPUT_FOLD_LIMIT);
-      const state = foldEvents(events);
+      const state = foldEvents(await this.runEvents(taskId, task.runStartSeq));
       view.output = {
         content: state.content,
         updatedAt: state.updatedAt ?? task.lastActivityAt,
@@ -223,6 +225,17 @@ export class TaskService {
   /** Runs of this process, for metrics and tests. */
   get activeRuns(): number {
     return this.runs.size;
+  }
+
+  // Every event of the current run, read in pages.
+  private async runEvents(taskId: string, afterSeq: number): Promise<EventRecord[]> {
+    const events: EventRecord[] = [];
+    for (let cursor = afterSeq; ;) {
+      const page = await this.options.store.listEvents(taskId, cursor, EVENT_PAGE);
+      events.push(...page);
+      if (page.length < EVENT_PAGE) return events;
+      cursor = page.at(-1)!.seq;
+    }
   }
 
   private schedule(taskId: string): void {

@@ -149,13 +149,14 @@ export class TaskStreams {
     }
   }
 
-  // The state of the turn in progress, as frames: partial text, thoughts, each tool call at its
+  // The state of the turn in progress, as frames: its text (whole when finished, else partial), thoughts, each tool call at its
   // latest status (pending approvals are re-sent as awaiting_approval), and results so far.
   private async catchUp(taskId: string, since: number, until: number): Promise<StreamFrame[]> {
     const events = await this.options.store.listEvents(taskId, since, Number.MAX_SAFE_INTEGER, until);
     const state = foldEvents(events);
     const frames: StreamFrame[] = [];
-    if (state.content) frames.push({ event: 'content', data: { text: state.content, isPartial: true }, id: until });
+    for (const text of state.finished) frames.push({ event: 'content', data: { text, isPartial: false }, id: until });
+    if (state.partial) frames.push({ event: 'content', data: { text: state.partial, isPartial: true }, id: until });
     for (const thought of state.thoughts) frames.push({ event: 'thought', data: thought, id: until });
     for (const call of state.toolCalls) {
       const status = call.output === undefined ? call.status : 'executing';

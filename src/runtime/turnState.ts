@@ -4,6 +4,10 @@ import type { EventRecord, Thought, ToolCallRecord } from '../store/store.js';
 export interface TurnState {
   /** The answer text so far: finished assistant texts and the partial one, joined by blank lines. */
   content: string;
+  /** Assistant texts that were completed (a content event with isPartial false), in order. */
+  finished: string[];
+  /** The text of the assistant message still streaming, if any. */
+  partial: string;
   thoughts: Thought[];
   toolCalls: ToolCallRecord[];
   /** When the last event folded in was created. */
@@ -11,7 +15,7 @@ export interface TurnState {
 }
 
 export function emptyTurnState(): TurnState {
-  return { content: '', thoughts: [], toolCalls: [], updatedAt: null };
+  return { content: '', finished: [], partial: '', thoughts: [], toolCalls: [], updatedAt: null };
 }
 
 /**
@@ -46,7 +50,7 @@ export function foldEvents(events: Iterable<EventRecord>): TurnState {
         calls.set(callId, {
           ...previous,
           callId,
-          toolName: String(data.toolName),
+          toolName: data.toolName === undefined ? (previous?.toolName ?? '') : String(data.toolName),
           ...(data.server ? { server: String(data.server) } : {}),
           status: data.status as ToolCallRecord['status'],
           args: (data.args ?? previous?.args ?? {}) as Record<string, unknown>,
@@ -62,5 +66,5 @@ export function foldEvents(events: Iterable<EventRecord>): TurnState {
     }
   }
   const content = [...finished, ...(partial ? [partial] : [])].join('\n\n');
-  return { content, thoughts, toolCalls: [...calls.values()], updatedAt };
+  return { content, finished, partial, thoughts, toolCalls: [...calls.values()], updatedAt };
 }

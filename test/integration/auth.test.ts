@@ -99,6 +99,7 @@ describe('Authentication', () => {
         await jwt({ sub: 'x', project: 'default' }, { audience: 'someone-else' }),
         await jwt({ sub: 'x', project: 'default' }, { expiresIn: 'none' }),
         await jwt({ project: 'default' }),
+        await jwt({ sub: 'x', project: 'no-such-project' }),
         none,
       ];
       for (const token of tokens) {

@@ -3,7 +3,7 @@ import { connect } from 'node:net';
 import { startTestAirlock, waitFor, waitForStatus } from '../support/harness.js';
 import type { TestAirlock } from '../support/harness.js';
 import { ScriptedModelClient } from '../../src/model/scriptedModelClient.js';
-import { ManualModel } from '../support/fakes.js';
+import { FakeToolRouter, ManualModel } from '../support/fakes.js';
 import { openSse, readSse } from '../support/sse.js';
 import type { SseClient } from '../support/sse.js';
 
@@ -71,6 +71,37 @@ describe('GET /tasks/:id/stream', () => {
     const snapshotId = client.frames[0]!.id;
     expect(client.frames.slice(0, 4).every((f) => f.id === snapshotId)).to.equal(true);
     expect(client.frames.slice(4).map((f) => f.id)).to.deep.equal([snapshotId + 1, snapshotId + 2, snapshotId + 3, snapshotId + 4]);
+  });
+
+  it('sends a finished text of the turn in progress whole (isPartial false) in the catch-up', async () => {
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    const tools = new FakeToolRouter({ wait: { handler: async () => { await released; return { content: [{ type: 'text', text: 'waited' }], isError: false }; } } });
+    const model = new ManualModel();
+    const local = await startTestAirlock({ overrides: { toolRouter: tools, modelFor: () => model } });
+    try {
+      const res = await local.api('/tasks', { method: 'POST', json: { message: 'go' } });
+      const id = res.body.data.id;
+      model.push({ type: 'text_delta', text: 'Let me ' }, { type: 'text_delta', text: 'wait.' });
+      model.push({ type: 'turn_end', content: [{ type: 'text', text: 'Let me wait.' }, { type: 'tool_use', id: 'toolu_w', name: 'wait', input: {} }], stopReason: 'tool_use', usage: { inputTokens: 1, outputTokens: 1 } });
+      await waitFor(() => tools.calls.length > 0, 'the tool call');
+      const client = await openSse(`${local.url}/api/v1/tasks/${id}/stream`, { authorization: `Bearer ${local.key}` });
+      await client.waitFor((f) => f.event === 'tool_call');
+      expect(client.frames.map((f) => [f.event, f.data])).to.deep.equal([
+        ['history_message', client.frames[0]!.data],
+        ['history_done', { messageCount: 1, isStreaming: true }],
+        ['content', { text: 'Let me wait.', isPartial: false }],
+        ['tool_call', { callId: 'toolu_w', toolName: 'wait', status: 'executing', args: {} }],
+      ]);
+      release();
+      await client.waitFor((f) => f.event === 'tool_result');
+      model.end('Done.');
+      await client.ended;
+      expect(client.frames.at(-1)!.data).to.deep.equal({ finalResponse: 'Let me wait.\n\nDone.' });
+    } finally {
+      release();
+      await local.stop();
+    }
   });
 
   it('resumes with Last-Event-ID or ?after= across the stored/live seam with nothing lost or repeated', async () => {

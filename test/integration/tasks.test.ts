@@ -73,6 +73,19 @@ describe('Task routes', () => {
       expect(task.output.content).to.equal('from a form');
     });
 
+    it('answers VALIDATION_ERROR for a malformed multipart body and PAYLOAD_TOO_LARGE for an oversize field', async () => {
+      const garbage = await airlock.api('/tasks', { method: 'POST', body: 'not multipart at all', headers: { 'content-type': 'multipart/form-data' } });
+      expect(garbage.status).to.equal(400);
+      expect(garbage.body.error.code).to.equal('VALIDATION_ERROR');
+      const form = new FormData();
+      form.set('message', 'x'.repeat(1024 * 1024 + 10));
+      const big = await airlock.api('/tasks', { method: 'POST', body: form });
+      expect(big.status).to.equal(413);
+      expect(big.body.error.code).to.equal('PAYLOAD_TOO_LARGE');
+      const empty = await airlock.api('/tasks', { method: 'POST', headers: { 'content-type': 'application/json' } });
+      expect(empty.body.error).to.deep.include({ code: 'VALIDATION_ERROR', message: 'Invalid request body: /message is required' });
+    });
+
     it('refuses env or secrets in multipart, and files for now', async () => {
       const form = new FormData();
       form.set('message', 'x');

@@ -109,6 +109,22 @@ describe('StreamScrubber', () => {
       expect(stream.push('per')).to.equal('supper');
     });
 
+    // Regression: the held tail was cut from the raw text, so a whole secret whose end is also the
+    // start of a secret (its own first character, or another secret's) was emitted in two halves.
+    it('never emits a secret in halves when its end could also start a secret', () => {
+      const cases: [Record<string, string>, string][] = [
+        [{ KEY: 's3cr3ts' }, 'token s3cr3ts'],
+        [{ PASS: 'mypass', KEY: 'sk-123' }, 'my password is mypass'],
+        [{ KEY: 'abab' }, 'x abab'],
+      ];
+      for (const [secrets, piece] of cases) {
+        const stream = new StreamScrubber(new Scrubber(secrets));
+        const out = stream.push(piece) + stream.push(' end') + stream.flush();
+        for (const value of Object.values(secrets)) expect(out, piece).not.to.include(value);
+        expect(out, piece).to.match(/\[secret:[A-Z]+\] end$/);
+      }
+    });
+
     it('passes pieces through untouched when there are no secrets', () => {
       const stream = new StreamScrubber(new Scrubber({}));
       expect(stream.push('s')).to.equal('s');
