@@ -11,6 +11,19 @@ export function formatSseEvent(frame: StreamFrame): string {
 
 export const SSE_HEARTBEAT = ':heartbeat\n\n';
 
+// A live event goes to every subscriber with the same data object: encode it once, as a Buffer,
+// so a thousand sockets share one copy instead of a thousand strings each converted on write.
+const encoded = new WeakMap<object, { event: string; id: number; bytes: Buffer }>();
+
+function encode(frame: StreamFrame): Buffer | string {
+  if (!frame.data || typeof frame.data !== 'object') return formatSseEvent(frame);
+  const cached = encoded.get(frame.data);
+  if (cached && cached.event === frame.event && cached.id === frame.id) return cached.bytes;
+  const bytes = Buffer.from(formatSseEvent(frame));
+  encoded.set(frame.data, { event: frame.event, id: frame.id, bytes });
+  return bytes;
+}
+
 /** Writes frames to an HTTP response as Server-Sent Events, with a heartbeat comment. */
 export class SseSink implements StreamSink {
   private isClosed = false;
@@ -44,7 +57,7 @@ export class SseSink implements StreamSink {
 
   write(frame: StreamFrame): boolean {
     if (this.isClosed) return true;
-    return this.res.write(formatSseEvent(frame));
+    return this.res.write(encode(frame));
   }
 
   drained(): Promise<void> {

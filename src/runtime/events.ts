@@ -44,7 +44,8 @@ export class InProcessEventBus implements EventBus {
   publish(event: EventRecord): void {
     const set = this.listeners.get(event.taskId);
     if (!set) return;
-    for (const listener of [...set]) {
+    // Deleting from a Set while iterating it is safe; no copy per event is needed.
+    for (const listener of set) {
       try {
         listener(event);
       } catch {

@@ -88,8 +88,8 @@ export class TaskService {
       messageCount: 0,
       runStartSeq: 0,
     };
-    await store.createTask(task);
-    await this.storeUserMessage(task.id, session.scrubber, input.message, input.attachedFiles, now);
+    // Issued together so that the store commits both in one group transaction.
+    await Promise.all([store.createTask(task), this.storeUserMessage(task.id, session.scrubber, input.message, input.attachedFiles, now)]);
     // The model sees the unscrubbed message; only what is stored is scrubbed.
     session.conversation = [{ role: 'user', content: [{ type: 'text', text: userText(input.message, input.attachedFiles) }] }];
     this.schedule(task.id);
@@ -136,8 +136,7 @@ export class TaskService {
       this.options.sessions.idle(taskId);
     } else if (run) {
       run.controller.abort(new RunAbort('cancel'));
-      const waited = await Promise.race([run.done.then(() => true), delay(this.options.cancelWaitMs ?? 5_000).then(() => false)]);
-      if (waited) return;
+      if (await within(run.done, this.options.cancelWaitMs ?? 5_000)) return;
     }
     // Not running (queued, or the run did not wind down in time): record the cancel here.
     const moved = await store.transitionTask(taskId, LIVE_STATUSES, { status: 'cancelled', completedAt: new Date().toISOString() });
@@ -214,8 +213,7 @@ export class TaskService {
       await this.interrupt(taskId, 'Airlock shut down before this task started; send a follow-up to run it');
     }
     const all = () => Promise.allSettled([...this.runs.values()].map((run) => run.done));
-    const finished = await Promise.race([all().then(() => true), delay(graceMs).then(() => false)]);
-    if (!finished) {
+    if (!(await within(all(), graceMs))) {
       for (const run of this.runs.values()) run.controller.abort(new RunAbort('shutdown'));
       await all();
     }
@@ -282,6 +280,13 @@ export function publicMessage(message: MessageRecord) {
   return rest;
 }
 
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms).unref());
+/** Whether `promise` settled within `ms`. The timer is ref'd on purpose: a shutdown waiting on it must keep the process alive. */
+function within(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), ms);
+    void promise.finally(() => {
+      clearTimeout(timer);
+      resolve(true);
+    });
+  });
 }

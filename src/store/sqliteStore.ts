@@ -56,10 +56,17 @@ const PATCH_COLUMNS: Record<keyof TaskPatch, string> = {
 };
 const JSON_COLUMNS = new Set(['error', 'usage', 'env']);
 
-/** The embedded Store: one SQLite file in WAL mode. Every method runs synchronously inside. */
+/**
+ * The embedded Store: one SQLite file in WAL mode. Writes are group-committed: every write made in
+ * the same event-loop turn joins one transaction, committed at setImmediate, and each write's promise
+ * resolves only after that commit. Concurrent tasks and requests thus share commits, while nothing
+ * is fanned out or answered before it is durable.
+ */
 export class SqliteStore implements Store {
   private readonly db: Database.Database;
   private readonly statements: ReturnType<SqliteStore['prepare']>;
+  private readonly dynamic = new Map<string, Database.Statement>();
+  private batch: { resolve: () => void; reject: (err: unknown) => void }[] | null = null;
 
   /** Opens (creating if needed) the database at `path`; ':memory:' for a throwaway one. */
   constructor(path: string) {
@@ -114,12 +121,55 @@ export class SqliteStore implements Store {
     };
   }
 
+  /** Runs `fn` atomically inside the current group transaction; resolves after the commit. */
+  private write<T>(fn: () => T): Promise<T> {
+    if (!this.db.open) return Promise.reject(new Error('the store is closed'));
+    if (!this.batch) {
+      this.db.exec('BEGIN IMMEDIATE');
+      this.batch = [];
+      setImmediate(() => this.commit());
+    }
+    let value: T;
+    try {
+      // Inside the open transaction this is a savepoint: a failing write undoes only itself.
+      value = this.db.transaction(fn)();
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    const batch = this.batch;
+    return new Promise<T>((resolve, reject) => batch.push({ resolve: () => resolve(value), reject }));
+  }
+
+  private commit(): void {
+    const batch = this.batch;
+    if (!batch) return;
+    this.batch = null;
+    try {
+      this.db.exec('COMMIT');
+    } catch (err) {
+      try {
+        this.db.exec('ROLLBACK');
+      } catch {
+        // The failed COMMIT may already have ended the transaction.
+      }
+      for (const entry of batch) entry.reject(err);
+      return;
+    }
+    for (const entry of batch) entry.resolve();
+  }
+
+  private statement(sql: string): Database.Statement {
+    let statement = this.dynamic.get(sql);
+    if (!statement) this.dynamic.set(sql, (statement = this.db.prepare(sql)));
+    return statement;
+  }
+
   async ensureProject(id: string): Promise<void> {
-    this.statements.ensureProject.run(id, new Date().toISOString());
+    await this.write(() => this.statements.ensureProject.run(id, new Date().toISOString()));
   }
 
   async createApiKey(key: ApiKeyRecord): Promise<void> {
-    this.statements.insertKey.run(key);
+    await this.write(() => this.statements.insertKey.run(key));
   }
 
   async findApiKeyByHash(keyHash: string): Promise<ApiKeyRecord | undefined> {
@@ -132,7 +182,7 @@ export class SqliteStore implements Store {
   }
 
   async revokeApiKey(id: string, at: string): Promise<boolean> {
-    return this.statements.revokeKey.run(at, id).changes > 0;
+    return this.write(() => this.statements.revokeKey.run(at, id).changes > 0);
   }
 
   async countApiKeys(): Promise<number> {
@@ -140,14 +190,14 @@ export class SqliteStore implements Store {
   }
 
   async createTask(task: TaskRecord): Promise<void> {
-    this.statements.insertTask.run({
+    await this.write(() => this.statements.insertTask.run({
       ...task,
       showInHistory: task.showInHistory ? 1 : 0,
       autoExecute: task.autoExecute ? 1 : 0,
       env: task.env && JSON.stringify(task.env),
       error: task.error && JSON.stringify(task.error),
       usage: JSON.stringify(task.usage),
-    });
+    }));
   }
 
   async getTask(id: string): Promise<TaskRecord | undefined> {
@@ -163,8 +213,8 @@ export class SqliteStore implements Store {
     const params = { projectId: query.projectId, endUserId: query.endUserId, status: query.status, limit: query.limit, offset: query.offset };
     const clause = where.join(' AND ');
     const read = this.db.transaction(() => ({
-      total: (this.db.prepare(`SELECT COUNT(*) AS n FROM tasks WHERE ${clause}`).get(params) as { n: number }).n,
-      rows: this.db.prepare(`SELECT * FROM tasks WHERE ${clause} ORDER BY last_activity_at DESC, id LIMIT @limit OFFSET @offset`).all(params) as TaskRow[],
+      total: (this.statement(`SELECT COUNT(*) AS n FROM tasks WHERE ${clause}`).get(params) as { n: number }).n,
+      rows: this.statement(`SELECT * FROM tasks WHERE ${clause} ORDER BY last_activity_at DESC, id LIMIT @limit OFFSET @offset`).all(params) as TaskRow[],
     }));
     const { total, rows } = read();
     return { total, tasks: rows.map(taskFromRow) };
@@ -173,15 +223,13 @@ export class SqliteStore implements Store {
   async updateTask(id: string, patch: TaskPatch): Promise<void> {
     const { sql, params } = patchSql(patch);
     if (!sql) return;
-    this.db.prepare(`UPDATE tasks SET ${sql} WHERE id = @id`).run({ ...params, id });
+    await this.write(() => this.statement(`UPDATE tasks SET ${sql} WHERE id = @id`).run({ ...params, id }));
   }
 
   async transitionTask(id: string, from: readonly TaskStatus[], patch: TaskPatch & { status: TaskStatus }): Promise<boolean> {
     const { sql, params } = patchSql(patch);
-    const result = this.db
-      .prepare(`UPDATE tasks SET ${sql} WHERE id = @id AND status IN (SELECT value FROM json_each(@from))`)
-      .run({ ...params, id, from: JSON.stringify(from) });
-    return result.changes > 0;
+    return this.write(() => this.statement(`UPDATE tasks SET ${sql} WHERE id = @id AND status IN (SELECT value FROM json_each(@from))`)
+      .run({ ...params, id, from: JSON.stringify(from) }).changes > 0);
   }
 
   async findTasksByStatus(statuses: readonly TaskStatus[]): Promise<TaskRecord[]> {
@@ -189,7 +237,7 @@ export class SqliteStore implements Store {
   }
 
   async appendMessage(message: Omit<MessageRecord, 'afterSeq'>): Promise<MessageRecord> {
-    return this.db.transaction(() => {
+    return this.write(() => {
       this.statements.insertMessage.run({
         id: message.id, taskId: message.taskId, role: message.role, content: message.content, createdAt: message.createdAt,
         attachedFiles: message.attachedFiles ? JSON.stringify(message.attachedFiles) : null,
@@ -198,7 +246,7 @@ export class SqliteStore implements Store {
       });
       this.statements.countMessage.run(message.createdAt, message.taskId);
       return { ...message, afterSeq: this.statements.lastSeq.get(message.taskId)!.last_seq };
-    })();
+    });
   }
 
   async listMessages(taskId: string): Promise<MessageRecord[]> {
@@ -208,17 +256,14 @@ export class SqliteStore implements Store {
   async appendEvent(taskId: string, type: string, data: Record<string, unknown>): Promise<EventRecord> {
     const createdAt = new Date().toISOString();
     const json = JSON.stringify(data);
-    const seq = this.appendEventTx(taskId, type, json, createdAt);
-    return { taskId, seq, type, data, createdAt };
-  }
-
-  private readonly appendEventTx = (taskId: string, type: string, json: string, createdAt: string): number =>
-    this.db.transaction(() => {
+    const seq = await this.write(() => {
       const row = this.statements.bumpSeq.get(createdAt, taskId);
       if (!row) throw new Error(`no task ${taskId}`);
       this.statements.insertEvent.run(taskId, row.last_seq, type, json, createdAt);
       return row.last_seq;
-    })();
+    });
+    return { taskId, seq, type, data, createdAt };
+  }
 
   async listEvents(taskId: string, afterSeq: number, limit: number, untilSeq = Number.MAX_SAFE_INTEGER): Promise<EventRecord[]> {
     return this.statements.events.all(taskId, afterSeq, untilSeq, limit).map((row) => ({
@@ -235,7 +280,9 @@ export class SqliteStore implements Store {
   }
 
   async close(): Promise<void> {
-    if (this.db.open) this.db.close();
+    if (!this.db.open) return;
+    this.commit();
+    this.db.close();
   }
 }
 

@@ -75,9 +75,10 @@ describe('Secrets', () => {
     await api('/tasks?includeHidden=true');
     await airlock.close(); // closes the store and flushes the log; the data dir stays until after()
 
-    const files = await readdir(airlock.dataDir);
-    expect(files).to.include('airlock.db');
-    const stored = Buffer.concat(await Promise.all(files.map((file) => readFile(join(airlock.dataDir, file)))));
+    const entries = await readdir(airlock.dataDir, { recursive: true, withFileTypes: true });
+    const files = entries.filter((entry) => entry.isFile()).map((entry) => join(entry.parentPath ?? entry.path, entry.name));
+    expect(files.map((file) => file.slice(airlock.dataDir.length + 1))).to.include('airlock.db');
+    const stored = Buffer.concat(await Promise.all(files.map((file) => readFile(file))));
     const everything = [stored.toString('latin1'), airlock.logs.join('\n'), responses.join('\n')];
     for (const value of [CANARY, FOLLOW_UP_CANARY, JSON.stringify(FOLLOW_UP_CANARY).slice(1, -1), encodeURIComponent(FOLLOW_UP_CANARY)]) {
       for (const [index, haystack] of everything.entries()) expect(haystack.includes(value), `${value} in ${['the store', 'the log', 'a response'][index]}`).to.equal(false);

@@ -1,3 +1,4 @@
+import { tmpdir } from 'node:os';
 import { expect } from 'chai';
 import { randomUUID } from 'node:crypto';
 import pino from 'pino';
@@ -99,7 +100,7 @@ describe('TaskStreams', () => {
     sessions = new SessionRegistry(new SecretRegistry(), 60_000);
     const logger = pino({ level: 'silent' });
     const runner = new TaskRunner({
-      store, events, tools: new EmptyToolRouter(), modelFor: () => new ScriptedModelClient(), systemPromptFor: () => '', maxTurns: 5, logger,
+      store, events, tools: new EmptyToolRouter(), modelFor: () => new ScriptedModelClient(), systemPromptFor: () => '', workspaceFor: async () => tmpdir(), maxTurns: 5, logger,
     });
     service = new TaskService({ store, events, queue: new InProcessTaskQueue(1), runner, sessions, logger });
   });

@@ -1,0 +1,133 @@
+// Create-task throughput: POST /api/v1/tasks at 50 connections, against a bare Koa route with
+// koa-body in the same process, both loaded by autocannon running in a child process.
+import { randomUUID } from 'node:crypto';
+import { createServer } from 'node:http';
+import { join } from 'node:path';
+import { createRequire } from 'node:module';
+import Database from 'better-sqlite3';
+import Koa from 'koa';
+import { koaBody } from 'koa-body';
+import {
+  AUTH_HEADERS, closeAirlock, closeServer, cpuSeconds, fmt, goal, isMain, listen, loud, printMachine,
+  printTable, runCommand, startBenchAirlock, waitForIdle, withTempDir,
+} from './lib.js';
+
+const CONNECTIONS = 50;
+const DURATION_S = 10;
+const WARMUP_S = 2;
+const DRAIN_TIMEOUT_MS = 15_000;
+const RATIO_GOAL = 0.4;
+const BODY = JSON.stringify({ message: '/reply ok' });
+const AUTOCANNON = createRequire(import.meta.url).resolve('autocannon');
+
+/** The part of autocannon's --json result this bench prints. */
+interface CannonResult {
+  requests: { average: number; total: number };
+  latency: { p50: number; p99: number; average: number };
+  duration: number;
+  errors: number;
+  timeouts: number;
+  non2xx: number;
+  '2xx': number;
+  statusCodeStats: Record<string, { count: number }>;
+}
+
+/** autocannon's result and the CPU seconds this (the server's) process used meanwhile. */
+type Measured = CannonResult & { serverCpuS: number };
+
+/** Runs autocannon in a child process so that the load generator does not share the server's event loop. */
+async function cannon(url: string, durationS: number): Promise<Measured> {
+  const cpu = process.cpuUsage();
+  const args = [
+    AUTOCANNON, '--json', '--no-progress', '-c', String(CONNECTIONS), '-p', '1', '-d', String(durationS), '-m', 'POST',
+    '-H', 'Content-Type=application/json', '-H', `Authorization=${AUTH_HEADERS.authorization}`, '-b', BODY, url,
+  ];
+  const { code, stdout, stderr } = await runCommand(args, (durationS + 20) * 1000);
+  if (code !== 0) throw new Error(`autocannon exited with ${code}: ${stderr.trim()}`);
+  return { ...(JSON.parse(stdout) as CannonResult), serverCpuS: cpuSeconds(cpu) };
+}
+
+// The baseline route: Koa, koa-body parsing the same JSON body, the same envelope and status.
+function bareApp(): Koa {
+  const app = new Koa();
+  app.silent = true;
+  app.use(koaBody());
+  app.use(async (ctx) => {
+    if (ctx.method !== 'POST') return;
+    ctx.status = 201;
+    ctx.body = { success: true, data: { id: randomUUID(), status: 'pending' } };
+  });
+  return app;
+}
+
+function taskCounts(dbPath: string): Record<string, number> {
+  const db = new Database(dbPath, { readonly: true });
+  try {
+    const rows = db.prepare<[], { status: string; n: number }>('SELECT status, COUNT(*) AS n FROM tasks GROUP BY status').all();
+    return Object.fromEntries(rows.map((row) => [row.status, row.n]));
+  } finally {
+    db.close();
+  }
+}
+
+function describeCounts(counts: Record<string, number>): string {
+  const parts = Object.entries(counts).map(([status, n]) => `${status} ${n}`);
+  return parts.length ? parts.join(', ') : 'none';
+}
+
+function checkErrors(name: string, r: CannonResult): void {
+  if (r.errors || r.timeouts || r.non2xx) {
+    loud(`${name}: ${r.non2xx} non-2xx responses ${JSON.stringify(r.statusCodeStats)}, ${r.errors} errors, ${r.timeouts} timeouts: THIS RUN IS NOT VALID`);
+  }
+}
+
+export async function runCreateTask(): Promise<void> {
+  await withTempDir('airlock-bench-create-', async (dir) => {
+    const airlock = await startBenchAirlock(dir);
+    const bare = createServer(bareApp().callback());
+    try {
+      console.log(`\ncreate-task: POST /api/v1/tasks ${BODY}, ${CONNECTIONS} connections, ${DURATION_S} s after a ${WARMUP_S} s warm-up, autocannon in a child process`);
+      printMachine();
+      const bareUrl = `${await listen(bare)}/api/v1/tasks`;
+      const airlockUrl = `${airlock.url}/api/v1/tasks`;
+
+      await cannon(bareUrl, WARMUP_S);
+      const bareResult = await cannon(bareUrl, DURATION_S);
+
+      await cannon(airlockUrl, WARMUP_S);
+      const warmDrain = await waitForIdle(airlock.url, DRAIN_TIMEOUT_MS);
+      const before = taskCounts(join(dir, 'airlock.db'));
+      const airlockResult = await cannon(airlockUrl, DURATION_S);
+      const atEnd = taskCounts(join(dir, 'airlock.db'));
+      const drain = await waitForIdle(airlock.url, DRAIN_TIMEOUT_MS);
+      const drained = taskCounts(join(dir, 'airlock.db'));
+      const delta = (counts: Record<string, number>) => Object.fromEntries(Object.entries(counts).map(([k, n]) => [k, n - (before[k] ?? 0)]).filter(([, n]) => n !== 0));
+
+      const ratio = airlockResult.requests.average / bareResult.requests.average;
+      const cpuPerRequest = (r: Measured) => (r.serverCpuS * 1e6) / Math.max(1, r.requests.total);
+      const row = (name: string, r: Measured) => [
+        name, fmt(r.requests.average, 0), String(r.latency.p50), String(r.latency.p99), String(r['2xx']), String(r.non2xx), String(r.errors), String(r.timeouts), fmt(cpuPerRequest(r), 0),
+      ];
+      printTable([
+        ['', 'req/s', 'p50 ms', 'p99 ms', '2xx', 'non-2xx', 'errors', 'timeouts', 'server CPU us/req'],
+        row('bare Koa + koa-body (JSON parsed)', bareResult),
+        row('airlock', airlockResult),
+      ]);
+      console.log(`  ratio airlock/bare (req/s): ${fmt(ratio, 2)}   goal >= ${RATIO_GOAL} (${goal(ratio >= RATIO_GOAL)});  CPU per request bare/airlock: ${fmt(cpuPerRequest(bareResult) / cpuPerRequest(airlockResult), 2)}`);
+      console.log(`  tasks of the timed run, by status when the load stopped: ${describeCounts(delta(atEnd))}`);
+      console.log(drain.ms >= 0
+        ? `  the backlog drained ${fmt(drain.ms / 1000, 2)} s after the load stopped: ${describeCounts(delta(drained))}`
+        : `  the backlog had NOT drained ${DRAIN_TIMEOUT_MS / 1000} s after the load stopped (running ${drain.running}, queued ${drain.queued}): ${describeCounts(delta(drained))}`);
+      console.log('  every created task is run by the scripted model (/reply ok, concurrency 8) in the same process, during the');
+      console.log('  load: the airlock figure includes that work. Latencies are autocannon\'s, whole milliseconds.');
+      if (warmDrain.ms < 0) console.log(`  note: the warm-up backlog had not drained before the timed run (queued ${warmDrain.queued})`);
+      checkErrors('bare Koa', bareResult);
+      checkErrors('airlock', airlockResult);
+    } finally {
+      await closeServer(bare);
+      await closeAirlock(airlock);
+    }
+  });
+}
+
+if (isMain(import.meta.url)) await runCreateTask();
