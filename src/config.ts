@@ -21,10 +21,40 @@ export interface ModelConfig {
   maxRetries: number;
 }
 
+/** One MCP server of a project (API.md section 8); strings may hold {{mcp.KEY}} templates. */
+export interface McpServerConfig {
+  type: 'http' | 'sse' | 'stdio';
+  url?: string;
+  headers?: Record<string, string>;
+  command?: string;
+  args?: string[];
+  env?: Record<string, string>;
+  cwd?: string;
+  enabled?: boolean;
+  required?: boolean;
+  /** Connect and listing timeout, ms. */
+  timeout?: number;
+  /** One tool call's timeout, ms. */
+  toolTimeout?: number;
+  protocol?: 'auto' | 'legacy' | '2026-07-28';
+  includeTools?: string[];
+  excludeTools?: string[];
+}
+
 /** One project's configuration, from the config file. */
 export interface ProjectConfig {
   systemPrompt?: string;
   model?: Partial<Omit<ModelConfig, 'apiKey'>>;
+  mcpServers?: Record<string, McpServerConfig>;
+  /** The built-in workspace tools; default true. */
+  builtinTools?: boolean;
+}
+
+/** Settings of the MCP client pool. */
+export interface McpPoolConfig {
+  maxConnections: number;
+  idleTtlMs: number;
+  toolResultLimitChars: number;
 }
 
 /** The whole validated configuration of one Airlock process. */
@@ -46,6 +76,7 @@ export interface Config {
   /** HS256 secret for widget JWTs; JWTs are refused without it. */
   jwtSecret?: string;
   projects: Record<string, ProjectConfig>;
+  mcp: McpPoolConfig;
   /** The config file that was read, if any. */
   configPath?: string;
 }
@@ -70,9 +101,11 @@ interface FileConfig {
   tasks?: { concurrency?: number; maxTurns?: number };
   model?: Partial<Omit<ModelConfig, 'apiKey'>>;
   projects?: Record<string, ProjectConfig>;
+  mcp?: Partial<McpPoolConfig>;
 }
 
-const ajv = new Ajv({ allErrors: true, strict: true });
+// strictRequired is off so that if/then can require fields that only the enclosing schema defines.
+const ajv = new Ajv({ allErrors: true, strict: true, strictRequired: false });
 addFormats(ajv);
 const validateFile = ajv.compile<FileConfig>(configSchema);
 
@@ -85,7 +118,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     try {
       const parsed: unknown = JSON.parse(readFileSync(configPath, 'utf8'));
       if (validateFile(parsed)) file = parsed;
-      else for (const e of validateFile.errors ?? []) problems.push(`${configPath}: ${e.instancePath || '/'} ${e.message}${describeParams(e.params)}`);
+      // An "if" error only repeats the error of its "then" branch.
+      else for (const e of (validateFile.errors ?? []).filter((error) => error.keyword !== 'if')) problems.push(`${configPath}: ${e.instancePath || '/'} ${e.message}${describeParams(e.params)}`);
     } catch (err) {
       problems.push(`${configPath}: ${(err as Error).message}`);
     }
@@ -123,6 +157,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
   const projects: Record<string, ProjectConfig> = { [DEFAULT_PROJECT]: {}, ...(file.projects ?? {}) };
   for (const [name, project] of Object.entries(projects)) {
     if (project.model?.provider === 'anthropic' && !apiKey) problems.push(`projects.${name}.model.provider is "anthropic" but ANTHROPIC_API_KEY is not set`);
+    for (const [serverName, server] of Object.entries(project.mcpServers ?? {})) problems.push(...mcpServerProblems(`projects.${name}.mcpServers.${serverName}`, server));
   }
 
   if (problems.length) throw new ConfigError(problems);
@@ -149,6 +184,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     bootstrapApiKey,
     jwtSecret,
     projects,
+    mcp: {
+      maxConnections: file.mcp?.maxConnections ?? 200,
+      idleTtlMs: file.mcp?.idleTtlMs ?? 300_000,
+      toolResultLimitChars: file.mcp?.toolResultLimitChars ?? 200_000,
+    },
     configPath,
   };
 }
@@ -165,6 +205,17 @@ export function configSecrets(config: Config): Record<string, string> {
   if (config.bootstrapApiKey) out.AIRLOCK_BOOTSTRAP_API_KEY = config.bootstrapApiKey;
   if (config.jwtSecret) out.AIRLOCK_JWT_SECRET = config.jwtSecret;
   return out;
+}
+
+// What JSON Schema cannot say clearly: fields that belong to the other transport.
+function mcpServerProblems(where: string, server: McpServerConfig): string[] {
+  const problems: string[] = [];
+  const foreign = server.type === 'stdio' ? (['url', 'headers'] as const) : (['command', 'args', 'env', 'cwd'] as const);
+  for (const field of foreign) if (server[field] !== undefined) problems.push(`${where}.${field} does not apply to a ${server.type} server`);
+  // A URL may be a template as a whole ({{mcp.URL}}); it is checked again once resolved.
+  if (server.url && !server.url.trimStart().startsWith('{{') && !/^https?:\/\//i.test(server.url)) problems.push(`${where}.url must be an http(s) URL`);
+  if (server.type === 'sse' && server.protocol && server.protocol !== 'legacy') problems.push(`${where}.protocol: an sse server speaks the legacy protocol only`);
+  return problems;
 }
 
 function describeParams(params: Record<string, unknown>): string {

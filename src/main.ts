@@ -1,7 +1,10 @@
+import { mkdir } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
+import { createRequire } from 'node:module';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { DestinationStream, Logger } from 'pino';
 import { buildApp } from './api/app.js';
 import { configSecrets, DEFAULT_PROJECT, projectModel } from './config.js';
@@ -18,8 +21,10 @@ import { InProcessTaskQueue } from './runtime/taskQueue.js';
 import { TaskRunner } from './runtime/taskRunner.js';
 import { TaskService } from './runtime/taskService.js';
 import { TaskStreams } from './runtime/taskStream.js';
-import { EmptyToolRouter } from './runtime/toolRouter.js';
 import type { ToolRouter } from './runtime/toolRouter.js';
+import { McpPool } from './mcp/mcpPool.js';
+import { McpToolRouter } from './runtime/mcpToolRouter.js';
+import type { BuiltinLauncher } from './runtime/mcpToolRouter.js';
 import { SqliteStore } from './store/sqliteStore.js';
 import type { Store } from './store/store.js';
 import type { TaskRecord } from './store/store.js';
@@ -42,6 +47,7 @@ export interface Airlock {
   tasks: TaskService;
   logger: Logger;
   secrets: SecretRegistry;
+  pool: McpPool;
   /** Set when this start created the first API key (shown once). */
   createdApiKey?: string;
   /** Stops accepting, winds down tasks, closes everything. */
@@ -68,10 +74,11 @@ export async function startAirlock(config: Config, overrides: AirlockOverrides =
 
   const bus = new InProcessEventBus();
   const events = new EventLog(store, bus);
-  const toolRouter = overrides.toolRouter ?? new EmptyToolRouter();
+  const pool = new McpPool({ maxConnections: config.mcp.maxConnections, idleTtlMs: config.mcp.idleTtlMs });
+  const toolRouter = overrides.toolRouter ?? new McpToolRouter({ pool, projects: config.projects, poolConfig: config.mcp, builtin: workspaceServerLauncher(), logger });
   const modelFor = overrides.modelFor ?? modelFactory(config, logger);
   const sessions = new SessionRegistry(secrets, overrides.sessionIdleMs ?? DEFAULT_SESSION_IDLE_MS);
-  const runner = new TaskRunner({ store, events, tools: toolRouter, modelFor, systemPromptFor: (task) => systemPrompt(config, task), maxTurns: config.maxTurns, logger });
+  const runner = new TaskRunner({ store, events, tools: toolRouter, modelFor, systemPromptFor: (task) => systemPrompt(config, task), workspaceFor: (taskId) => ensureWorkspace(config, taskId), maxTurns: config.maxTurns, logger });
   const queue = new InProcessTaskQueue(config.concurrency);
   const tasks = new TaskService({ store, events, queue, runner, sessions, logger });
   const streams = new TaskStreams({ store, bus, service: tasks });
@@ -82,7 +89,7 @@ export async function startAirlock(config: Config, overrides: AirlockOverrides =
   const app = buildApp({
     store, tasks, streams, logger, jwtSecret: config.jwtSecret, projects: Object.keys(config.projects), bodyLimitBytes: config.bodyLimitBytes, heartbeatIntervalMs: config.heartbeatIntervalMs,
     rateLimit: config.rateLimit,
-    health: () => ({ runningTasks: queue.running, queuedTasks: queue.queued }),
+    health: () => ({ runningTasks: queue.running, queuedTasks: queue.queued, mcpConnections: pool.stats().open }),
   });
   const server = createServer(app.callback());
   server.keepAliveTimeout = 65_000;
@@ -110,12 +117,30 @@ export async function startAirlock(config: Config, overrides: AirlockOverrides =
     await stopped;
     clearTimeout(forced);
     await toolRouter.close();
+    await pool.close();
     await store.close();
     logger.info('stopped');
     await new Promise<void>((resolve) => logger.flush(() => resolve()));
   })());
 
-  return { server, url, store, tasks, logger, secrets, createdApiKey, close };
+  return { server, url, store, tasks, logger, secrets, pool, createdApiKey, close };
+}
+
+/**
+ * The built-in workspace MCP server, run through tsx from this checkout. tsx is named by its
+ * resolved URL because the server's cwd is the task workspace, where `--import tsx` would not resolve.
+ */
+export function workspaceServerLauncher(): BuiltinLauncher {
+  const server = fileURLToPath(new URL('../mcp-servers/workspace/server.ts', import.meta.url));
+  const tsx = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
+  return (workspaceDir) => ({ command: process.execPath, args: ['--import', tsx, server, workspaceDir] });
+}
+
+/** A task's workspace directory: `<dataDir>/workspaces/<taskId>`, created on first use. */
+export async function ensureWorkspace(config: Config, taskId: string): Promise<string> {
+  const dir = join(config.dataDir, 'workspaces', taskId);
+  await mkdir(dir, { recursive: true });
+  return dir;
 }
 
 /** The whole system prompt of a task: Airlock's, the project's, then the task's own. */

@@ -29,6 +29,8 @@ export interface TaskRunnerOptions {
   modelFor: (projectId: string) => ModelClient;
   /** The whole system prompt of a task. */
   systemPromptFor: (task: TaskRecord) => string;
+  /** The task's workspace directory, created if needed. */
+  workspaceFor: (taskId: string) => Promise<string>;
   maxTurns: number;
   logger: Logger;
 }
@@ -59,9 +61,12 @@ export class TaskRunner {
       session.conversation ??= conversationFromMessages(await store.listMessages(taskId));
       finalResponse = await this.loop(task, session, signal, emit);
     } catch (err) {
+      await closeTools(session);
       await this.finishAfterError(task, session, err, signal, emit, log);
       return;
     }
+    // Servers are per run: a task that is done holds no processes or connections (a follow-up reopens them).
+    await closeTools(session);
     const now = new Date().toISOString();
     await store.transitionTask(taskId, ['running', 'awaiting_approval'], { status: 'completed', completedAt: now, error: null });
     await emit('status', { status: 'completed' });
@@ -79,15 +84,17 @@ export class TaskRunner {
       projectId: task.projectId,
       variables: session.variables(task.env),
       secretKeys: session.secretKeys(),
+      workspaceDir: await this.options.workspaceFor(task.id),
       onStatus: (message) => void emit('status', { status: 'running', message }),
       signal,
     });
-    const tools: ToolDefinition[] = await session.tools.listTools();
     const answers: string[] = [];
     let usage: TaskUsage = { ...task.usage };
 
     for (let turn = 1; turn <= maxTurns; turn++) {
       signal.throwIfAborted();
+      // Listed every turn: servers may change their tools mid-task (the pool caches the list).
+      const tools: ToolDefinition[] = await session.tools.listTools();
       const streamed = new StreamScrubber(session.scrubber);
       const thoughts: Thought[] = [];
       let end: { content: ContentBlock[]; usage: { inputTokens: number; outputTokens: number } } | undefined;
@@ -205,6 +212,12 @@ export class TaskRunner {
     if (abort || err instanceof ModelError) log.warn({ event: 'task_failed', reason: error.message }, 'task failed');
     else log.error({ event: 'task_failed', err: session.scrubber.text(describeError(err)) }, 'task failed with an unexpected error');
   }
+}
+
+async function closeTools(session: TaskSession): Promise<void> {
+  const tools = session.tools;
+  session.tools = null;
+  await tools?.close().catch(() => undefined);
 }
 
 function nextStep(content: ContentBlock[]): NextStep {

@@ -55,6 +55,8 @@ export interface ToolSessionRequest {
   variables: Record<string, string>;
   /** Keys of `variables` that came from secrets. */
   secretKeys: ReadonlySet<string>;
+  /** The task's workspace directory: the cwd of its stdio servers and built-in tools. */
+  workspaceDir: string;
   /** Transient states to show on the stream (e.g. a server that could not be connected). */
   onStatus: (message: string) => void;
   signal: AbortSignal;

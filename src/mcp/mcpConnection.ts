@@ -1,0 +1,198 @@
+import { Client, SSEClientTransport, SdkError, SdkErrorCode, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
+import type { CallToolResult, Tool, Transport } from '@modelcontextprotocol/client';
+import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
+import type { McpServerConfig } from '../config.js';
+
+export const DEFAULT_CONNECT_TIMEOUT_MS = 30_000;
+export const DEFAULT_TOOL_TIMEOUT_MS = 60_000;
+const STDERR_TAIL_CHARS = 2_000;
+const CLIENT_INFO = { name: 'airlock', version: '0.1.0' };
+
+/** Everything needed to open one connection; values are already resolved (secrets inside). */
+export interface ConnectionSpec {
+  /** The pool's key: an HMAC fingerprint of project + server + resolved config (+ task for stdio). */
+  key: string;
+  projectId: string;
+  serverName: string;
+  config: McpServerConfig;
+  /** stdio: the working directory and the whole environment of the process. */
+  cwd?: string;
+  env?: Record<string, string>;
+  /** stdio: the command line to run instead of config.command/args (a sandbox wrapper). */
+  launch?: { command: string; args: string[] };
+}
+
+/** Progress of a call as a server reports it. */
+export interface CallProgress {
+  progress: number;
+  total?: number;
+  message?: string;
+}
+
+export interface CallOptions {
+  signal: AbortSignal;
+  timeoutMs: number;
+  onProgress?: (progress: CallProgress) => void;
+  /** Sent as the request's `_meta`. */
+  meta?: Record<string, unknown>;
+}
+
+type State = 'idle' | 'connecting' | 'ready' | 'closed';
+
+/**
+ * One MCP client connection (v2 SDK) to one server. It connects on demand and again after the
+ * server went away (a crashed process, a dropped HTTP session); it caches the tool list until the
+ * server says it changed.
+ */
+export class McpConnection {
+  private state: State = 'idle';
+  private client: Client | null = null;
+  private connecting: Promise<Client> | null = null;
+  private tools: Tool[] | null = null;
+  private stderrTail = '';
+  /** Tasks holding this connection now. */
+  leases = 0;
+  /** When the last lease was released (for the idle TTL and eviction). */
+  idleSince = Date.now();
+  /** Connects made over the connection's life (1 unless it had to reconnect). */
+  connects = 0;
+
+  constructor(readonly spec: ConnectionSpec) {}
+
+  get isClosed(): boolean {
+    return this.state === 'closed';
+  }
+
+  /** The negotiated protocol revision, once connected. */
+  get protocolVersion(): string | undefined {
+    return this.client?.getNegotiatedProtocolVersion();
+  }
+
+  /** What the server printed on stderr lately (stdio), for error messages. */
+  get stderr(): string {
+    return this.stderrTail;
+  }
+
+  /** Connects unless connected; concurrent callers share one attempt. */
+  async connect(signal?: AbortSignal): Promise<Client> {
+    if (this.state === 'closed') throw new Error('the connection is closed');
+    if (this.client) return this.client;
+    this.connecting ??= this.open(signal).finally(() => (this.connecting = null));
+    return this.connecting;
+  }
+
+  /** The server's tools (all pages), from the cache unless `refresh`. */
+  async listTools(options: { refresh?: boolean; signal?: AbortSignal } = {}): Promise<Tool[]> {
+    if (this.tools && !options.refresh) return this.tools;
+    const client = await this.connect(options.signal);
+    const timeout = this.spec.config.timeout ?? DEFAULT_CONNECT_TIMEOUT_MS;
+    const { tools } = await this.retryOnExpiredSession(client, (c) => c.listTools(undefined, { timeout, signal: options.signal }));
+    this.tools = tools;
+    return tools;
+  }
+
+  /** Calls a tool; throws on transport failure, timeout or abort (the caller turns that into a tool error). */
+  async callTool(name: string, args: Record<string, unknown>, options: CallOptions): Promise<CallToolResult> {
+    const client = await this.connect(options.signal);
+    return this.retryOnExpiredSession(client, (c) =>
+      c.callTool(
+        { name, arguments: args, ...(options.meta ? { _meta: options.meta } : {}) },
+        {
+          signal: options.signal,
+          timeout: options.timeoutMs,
+          onprogress: options.onProgress ? (p) => options.onProgress!({ progress: p.progress, ...(p.total !== undefined ? { total: p.total } : {}), ...(p.message ? { message: p.message } : {}) }) : undefined,
+        },
+      ) as Promise<CallToolResult>,
+    );
+  }
+
+  async close(): Promise<void> {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    const client = this.client ?? (await this.connecting?.catch(() => null));
+    this.client = null;
+    await client?.close().catch(() => undefined);
+  }
+
+  private async open(signal?: AbortSignal): Promise<Client> {
+    this.state = 'connecting';
+    const client = new Client(CLIENT_INFO, {
+      capabilities: {},
+      versionNegotiation: { mode: negotiationMode(this.spec.config) },
+      listChanged: { tools: { autoRefresh: false, debounceMs: 0, onChanged: () => void (this.tools = null) } },
+    });
+    const transport = this.transport();
+    // A transport that closes (process exit, dropped stream) leaves the connection to be reopened.
+    client.onclose = () => {
+      if (this.client === client) this.client = null;
+      this.tools = null;
+    };
+    client.onerror = () => {};
+    try {
+      await client.connect(transport, { timeout: this.spec.config.timeout ?? DEFAULT_CONNECT_TIMEOUT_MS, signal });
+    } catch (err) {
+      await client.close().catch(() => undefined);
+      if (!this.isClosed) this.state = 'idle';
+      throw err;
+    }
+    if (this.isClosed) {
+      await client.close().catch(() => undefined);
+      throw new Error('the connection was closed while connecting');
+    }
+    this.connects++;
+    this.client = client;
+    this.state = 'ready';
+    return client;
+  }
+
+  private transport(): Transport {
+    const { config } = this.spec;
+    switch (config.type) {
+      case 'http':
+        return new StreamableHTTPClientTransport(new URL(config.url!), { requestInit: { headers: config.headers ?? {} } });
+      case 'sse':
+        return new SSEClientTransport(new URL(config.url!), { requestInit: { headers: config.headers ?? {} } });
+      case 'stdio': {
+        const launch = this.spec.launch ?? { command: config.command!, args: config.args ?? [] };
+        const transport = new StdioClientTransport({ command: launch.command, args: launch.args, env: this.spec.env, cwd: this.spec.cwd, stderr: 'pipe' });
+        transport.stderr?.on('data', (chunk: Buffer) => {
+          this.stderrTail = (this.stderrTail + chunk.toString('utf8')).slice(-STDERR_TAIL_CHARS);
+        });
+        return transport;
+      }
+    }
+  }
+
+  // An HTTP server that forgot our session answers 404: the request never ran, so a new session
+  // and one more try are safe (MCP 2025-06-18, session management).
+  private async retryOnExpiredSession<T>(client: Client, run: (client: Client) => Promise<T>): Promise<T> {
+    try {
+      return await run(client);
+    } catch (err) {
+      if (!isExpiredSession(err) || this.state === 'closed') throw err;
+      if (this.client === client) this.client = null;
+      await client.close().catch(() => undefined);
+      return run(await this.connect());
+    }
+  }
+}
+
+function negotiationMode(config: McpServerConfig): 'legacy' | 'auto' | { pin: string } {
+  const protocol = config.protocol ?? (config.type === 'http' ? 'auto' : 'legacy');
+  return protocol === '2026-07-28' ? { pin: '2026-07-28' } : protocol;
+}
+
+function isExpiredSession(err: unknown): boolean {
+  const status = (err as { status?: number; data?: { status?: number } })?.data?.status ?? (err as { status?: number })?.status;
+  return status === 404 || (err instanceof Error && /\b404\b/.test(err.message) && /session/i.test(err.message));
+}
+
+/** True when a call failed because it ran out of time. */
+export function isTimeout(err: unknown): boolean {
+  return err instanceof SdkError && err.code === SdkErrorCode.RequestTimeout;
+}
+
+/** True when the connection went away under a call. */
+export function isConnectionLost(err: unknown): boolean {
+  return err instanceof SdkError && (err.code === SdkErrorCode.ConnectionClosed || err.code === SdkErrorCode.NotConnected || err.code === SdkErrorCode.SendFailed);
+}

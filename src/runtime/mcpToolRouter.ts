@@ -1,0 +1,245 @@
+import type { Tool } from '@modelcontextprotocol/client';
+import type { Logger } from 'pino';
+import type { McpPoolConfig, McpServerConfig, ProjectConfig } from '../config.js';
+import { describeError } from '../errors.js';
+import { DEFAULT_TOOL_TIMEOUT_MS, isConnectionLost, isTimeout } from '../mcp/mcpConnection.js';
+import type { McpConnection } from '../mcp/mcpConnection.js';
+import type { McpPool, Lease } from '../mcp/mcpPool.js';
+import { resolveTemplates } from '../mcp/templates.js';
+import type { ToolDefinition } from '../model/modelClient.js';
+import { Scrubber } from './scrubber.js';
+import { ToolNameTable } from './toolNames.js';
+import { toolResultBlocks } from './toolResults.js';
+import type { ToolCallContext, ToolCallRequest, ToolResult, ToolRouter, ToolSession, ToolSessionRequest } from './toolRouter.js';
+
+/** The name of the built-in server; its tools keep their plain names. */
+export const BUILTIN_SERVER = 'workspace';
+
+/** How the built-in workspace server is started for a task. */
+export type BuiltinLauncher = (workspaceDir: string) => { command: string; args: string[] };
+
+export interface McpToolRouterOptions {
+  pool: McpPool;
+  projects: Record<string, ProjectConfig>;
+  poolConfig: McpPoolConfig;
+  /** The built-in workspace server's command line; absent: no built-in tools. */
+  builtin?: BuiltinLauncher;
+  logger: Logger;
+}
+
+/** A task could not get a server it requires. The message names server and key, never a value. */
+export class RequiredServerError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'RequiredServerError';
+  }
+}
+
+interface ServerEntry {
+  name: string;
+  config: McpServerConfig;
+  /** The task's hold on the connection; opened on first use for a lazy entry. */
+  lease: Promise<Lease>;
+  /** True once `lease` has been asked for. */
+  opened: boolean;
+  /** Scrubs the values that went into the resolved config out of error texts. */
+  scrubber: Scrubber;
+}
+
+/** A server entry whose connection opens on first use. */
+function lazyEntry(name: string, config: McpServerConfig, scrubber: Scrubber, open: () => Promise<Lease>): ServerEntry {
+  let lease: Promise<Lease> | undefined;
+  const entry: ServerEntry = {
+    name, config, scrubber, opened: false,
+    get lease() {
+      entry.opened = true;
+      return (lease ??= open());
+    },
+  };
+  return entry;
+}
+
+/** Routes a task's tool calls to its project's MCP servers through the pool. */
+export class McpToolRouter implements ToolRouter {
+  /**
+   * The built-in server's tools are the same for every task: once listed, a task starts its own
+   * server process only when the model first calls one of them.
+   */
+  builtinTools: Tool[] | null = null;
+
+  constructor(private readonly options: McpToolRouterOptions) {}
+
+  async openSession(request: ToolSessionRequest): Promise<ToolSession> {
+    const project = this.options.projects[request.projectId] ?? {};
+    const wanted = Object.entries(project.mcpServers ?? {}).filter(([, config]) => config.enabled !== false);
+    const secretValues = Object.fromEntries([...request.secretKeys].map((key) => [key, request.variables[key]!]));
+
+    const attempts: Promise<ServerEntry | undefined>[] = [];
+    if (this.options.builtin && project.builtinTools !== false) {
+      const launch = this.options.builtin(request.workspaceDir);
+      const config: McpServerConfig = { type: 'stdio', command: launch.command, args: launch.args, required: true };
+      const scrubber = new Scrubber(secretValues);
+      if (this.builtinTools) {
+        attempts.push(Promise.resolve(lazyEntry(BUILTIN_SERVER, config, scrubber, () => this.lease(request, BUILTIN_SERVER, config, request.variables, launch))));
+      } else {
+        attempts.push(this.connect(request, BUILTIN_SERVER, config, request.variables, scrubber, launch));
+      }
+    }
+    for (const [name, config] of wanted) {
+      const resolution = resolveTemplates(config, request.variables);
+      if (!resolution.ok) {
+        const keys = resolution.missingKeys.map((key) => `{{mcp.${key}}}`).join(', ');
+        if (config.required) throw new RequiredServerError(`MCP server "${name}" is required but the task has no value for ${keys}`);
+        request.onStatus(`MCP server "${name}" skipped: the task has no value for ${keys}`);
+        continue;
+      }
+      const scrubber = new Scrubber({ ...secretValues, ...resolution.server.used });
+      attempts.push(this.connect(request, name, resolution.server.config, request.variables, scrubber));
+    }
+    const settled = await Promise.allSettled(attempts);
+    const entries = settled.flatMap((result) => (result.status === 'fulfilled' && result.value ? [result.value] : []));
+    const failure = settled.find((result) => result.status === 'rejected');
+    if (failure) {
+      for (const entry of entries) if (entry.opened) void entry.lease.then((lease) => lease.release(), () => undefined);
+      throw (failure as PromiseRejectedResult).reason;
+    }
+    return new McpToolSession(entries, this, this.options, request);
+  }
+
+  async close(): Promise<void> {
+    await this.options.pool.close();
+  }
+
+  /** Leases a connection to one server for one task from the pool. */
+  lease(request: ToolSessionRequest, name: string, config: McpServerConfig, variables: Record<string, string>, launch?: { command: string; args: string[] }): Promise<Lease> {
+    const { pool } = this.options;
+    const stdio = config.type === 'stdio';
+    // A stdio server's environment is the task's env and secrets, not Airlock's: HOME is the
+    // workspace, PATH Airlock's unless the task sets one.
+    const env = stdio ? { ...variables, ...(config.env ?? {}), HOME: request.workspaceDir, PATH: variables.PATH ?? process.env.PATH ?? '/usr/bin:/bin' } : undefined;
+    const key = pool.fingerprint(request.projectId, name, stdio ? { ...config, env } : config, stdio ? request.taskId : undefined);
+    return pool.acquire({
+      key, projectId: request.projectId, serverName: name, config,
+      ...(stdio ? { env, cwd: resolveCwd(request.workspaceDir, config.cwd), ...(launch ? { launch } : {}) } : {}),
+    }, request.signal);
+  }
+
+  private async connect(
+    request: ToolSessionRequest, name: string, config: McpServerConfig, variables: Record<string, string>,
+    scrubber: Scrubber, launch?: { command: string; args: string[] },
+  ): Promise<ServerEntry | undefined> {
+    try {
+      const lease = await this.lease(request, name, config, variables, launch);
+      return { name, config, lease: Promise.resolve(lease), opened: true, scrubber };
+    } catch (err) {
+      const reason = scrubber.text(describeError(err));
+      this.options.logger.warn({ taskId: request.taskId, server: name, reason }, 'MCP server unavailable');
+      if (config.required) throw new RequiredServerError(`MCP server "${name}" is required but could not be connected: ${reason}`);
+      request.onStatus(`MCP server "${name}" is unavailable for this task: ${reason}`);
+      return undefined;
+    }
+  }
+}
+
+class McpToolSession implements ToolSession {
+  private readonly names = new ToolNameTable();
+  private readonly servers = new Map<string, ServerEntry>();
+  private readonly toolsOf = new Map<string, Tool[]>();
+  private readonly reported = new Set<string>();
+  private closed = false;
+
+  constructor(entries: ServerEntry[], private readonly router: McpToolRouter, private readonly options: McpToolRouterOptions, private readonly request: ToolSessionRequest) {
+    for (const entry of entries) this.servers.set(entry.name, entry);
+  }
+
+  async listTools(options: { refresh?: boolean } = {}): Promise<ToolDefinition[]> {
+    const lists = await Promise.all([...this.servers.values()].map(async (entry) => {
+      try {
+        const builtin = entry.name === BUILTIN_SERVER;
+        const listed = builtin && !entry.opened && this.router.builtinTools
+          ? this.router.builtinTools
+          : await (await entry.lease).connection.listTools({ signal: this.request.signal, refresh: options.refresh === true && !builtin });
+        if (builtin) this.router.builtinTools = listed;
+        const tools = filterTools(listed, entry.config);
+        this.toolsOf.set(entry.name, tools);
+        this.reported.delete(entry.name);
+        return tools.map((tool) => definition(this.names.add({ server: entry.name, tool: tool.name }, { plain: entry.name === BUILTIN_SERVER }), tool));
+      } catch (err) {
+        if (this.request.signal.aborted) throw err;
+        if (!this.reported.has(entry.name)) {
+          this.reported.add(entry.name);
+          this.request.onStatus(`MCP server "${entry.name}" could not list its tools: ${entry.scrubber.text(describeError(err))}`);
+        }
+        return [];
+      }
+    }));
+    return lists.flat();
+  }
+
+  serverOf(name: string): string | undefined {
+    return this.names.resolve(name)?.server;
+  }
+
+  async callTool(call: ToolCallRequest, context: ToolCallContext): Promise<ToolResult> {
+    let address = this.names.resolve(call.name);
+    if (!address) {
+      // A list_changed notification may have been lost (it often is over HTTP): ask again.
+      await this.listTools({ refresh: true });
+      address = this.names.resolve(call.name);
+    }
+    const entry = address && this.servers.get(address.server);
+    if (!address || !entry) return errorResult(`Unknown tool: ${call.name}`);
+    const timeoutMs = entry.config.toolTimeout ?? DEFAULT_TOOL_TIMEOUT_MS;
+    let connection: McpConnection | undefined;
+    try {
+      connection = (await entry.lease).connection;
+      const result = await connection.callTool(address.tool, call.args, {
+        signal: context.signal,
+        timeoutMs,
+        ...(context.onProgress ? { onProgress: context.onProgress } : {}),
+      });
+      return { content: toolResultBlocks(result, this.options.poolConfig.toolResultLimitChars), isError: result.isError === true, server: entry.name };
+    } catch (err) {
+      if (context.signal.aborted) throw err;
+      const reason = isTimeout(err)
+        ? `timed out after ${timeoutMs} ms`
+        : isConnectionLost(err)
+          ? `the connection to the server was lost${connection?.stderr ? `; its last output: ${connection.stderr.trim().split('\n').slice(-3).join(' | ')}` : ''}`
+          : describeError(err);
+      return { ...errorResult(entry.scrubber.text(`MCP server "${entry.name}" failed on ${address.tool}: ${reason}`)), server: entry.name };
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await Promise.all([...this.servers.values()].filter((entry) => entry.opened).map((entry) => entry.lease.then((lease) => lease.release(), () => undefined)));
+  }
+}
+
+function definition(name: string, tool: Tool): ToolDefinition {
+  const description = [tool.title && tool.title !== tool.name ? tool.title : undefined, tool.description].filter(Boolean).join(': ');
+  return { name, description: description || tool.name, inputSchema: (tool.inputSchema as Record<string, unknown>) ?? { type: 'object' } };
+}
+
+function filterTools(tools: Tool[], config: McpServerConfig): Tool[] {
+  return tools.filter((tool) =>
+    (!config.includeTools?.length || config.includeTools.some((pattern) => globMatch(pattern, tool.name)))
+    && !config.excludeTools?.some((pattern) => globMatch(pattern, tool.name)));
+}
+
+/** `*` matches any run of characters; everything else is literal. */
+export function globMatch(pattern: string, name: string): boolean {
+  const regex = new RegExp(`^${pattern.split('*').map((part) => part.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*')}$`);
+  return regex.test(name);
+}
+
+function resolveCwd(workspaceDir: string, cwd: string | undefined): string {
+  if (!cwd) return workspaceDir;
+  const path = cwd.startsWith('/') ? cwd : `${workspaceDir}/${cwd}`;
+  return path;
+}
+
+function errorResult(text: string): ToolResult {
+  return { content: [{ type: 'text', text }], isError: true };
+}
