@@ -40,10 +40,13 @@ export async function withTempDir<T>(prefix: string, fn: (dir: string) => Promis
   }
 }
 
-/** Airlock in-process on 127.0.0.1, port 0, silent, with the bench key and the given overrides. */
-export function startBenchAirlock(dataDir: string, overrides: AirlockOverrides = {}): Promise<Airlock> {
+/**
+ * Airlock in-process on 127.0.0.1, port 0, silent, with the bench key and the given overrides.
+ * `env` adds to the environment the config is loaded from (e.g. AIRLOCK_CONFIG for a config file).
+ */
+export function startBenchAirlock(dataDir: string, overrides: AirlockOverrides = {}, env: Record<string, string> = {}): Promise<Airlock> {
   const config = loadConfig({
-    AIRLOCK_DATA_DIR: dataDir, HOST: LOOPBACK, PORT: '0', AIRLOCK_BOOTSTRAP_API_KEY: BENCH_API_KEY, AIRLOCK_LOG_LEVEL: 'silent',
+    ...env, AIRLOCK_DATA_DIR: dataDir, HOST: LOOPBACK, PORT: '0', AIRLOCK_BOOTSTRAP_API_KEY: BENCH_API_KEY, AIRLOCK_LOG_LEVEL: 'silent',
   });
   return startAirlock(config, { announce: () => {}, ...overrides });
 }

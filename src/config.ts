@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { isAbsolute, resolve } from 'node:path';
 import { Ajv } from 'ajv';
 import addFormatsModule from 'ajv-formats';
 import configSchema from '../schema/airlock.config.schema.json' with { type: 'json' };
@@ -157,7 +157,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
   const projects: Record<string, ProjectConfig> = { [DEFAULT_PROJECT]: {}, ...(file.projects ?? {}) };
   for (const [name, project] of Object.entries(projects)) {
     if (project.model?.provider === 'anthropic' && !apiKey) problems.push(`projects.${name}.model.provider is "anthropic" but ANTHROPIC_API_KEY is not set`);
-    for (const [serverName, server] of Object.entries(project.mcpServers ?? {})) problems.push(...mcpServerProblems(`projects.${name}.mcpServers.${serverName}`, server));
+    for (const [serverName, server] of Object.entries(project.mcpServers ?? {})) {
+      if (serverName === 'workspace') problems.push(`projects.${name}.mcpServers.workspace: the name "workspace" is the built-in server's; choose another`);
+      problems.push(...mcpServerProblems(`projects.${name}.mcpServers.${serverName}`, server));
+    }
   }
 
   if (problems.length) throw new ConfigError(problems);
@@ -212,8 +215,9 @@ function mcpServerProblems(where: string, server: McpServerConfig): string[] {
   const problems: string[] = [];
   const foreign = server.type === 'stdio' ? (['url', 'headers'] as const) : (['command', 'args', 'env', 'cwd'] as const);
   for (const field of foreign) if (server[field] !== undefined) problems.push(`${where}.${field} does not apply to a ${server.type} server`);
-  // A URL may be a template as a whole ({{mcp.URL}}); it is checked again once resolved.
-  if (server.url && !server.url.trimStart().startsWith('{{') && !/^https?:\/\//i.test(server.url)) problems.push(`${where}.url must be an http(s) URL`);
+  // Template values are URL-encoded in a url, so its scheme and host must be written out.
+  if (server.url && !/^https?:\/\/[^/{}?#]+/i.test(server.url)) problems.push(`${where}.url must start with http:// or https:// and a host (templates are URL-encoded, so they fit in the path and query only)`);
+  if (server.cwd !== undefined && (isAbsolute(server.cwd) || server.cwd.split(/[\\/]/).includes('..'))) problems.push(`${where}.cwd must be a path inside the task workspace (relative, without "..")`);
   if (server.type === 'sse' && server.protocol && server.protocol !== 'legacy') problems.push(`${where}.protocol: an sse server speaks the legacy protocol only`);
   return problems;
 }

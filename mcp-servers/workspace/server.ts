@@ -5,7 +5,8 @@
  *
  * The workspace root is argv[2], or the current directory when it is omitted; the Airlock pool
  * spawns it per task with cwd = the task workspace and an environment of the task's env and
- * secrets only, which is also what run_shell_command passes on. stdout carries the protocol;
+ * secrets plus HOME, PATH and the SDK's defaults (nothing else of Airlock's), which is also what
+ * run_shell_command passes on. stdout carries the protocol;
  * diagnostics go to stderr. When stdin closes (the host went away) or on SIGTERM/SIGINT, running
  * commands are killed with their process groups and the server exits.
  */

@@ -77,8 +77,10 @@ export class McpConnection {
   async connect(signal?: AbortSignal): Promise<Client> {
     if (this.state === 'closed') throw new Error('the connection is closed');
     if (this.client) return this.client;
-    this.connecting ??= this.open(signal).finally(() => (this.connecting = null));
-    return this.connecting;
+    // The attempt is shared, so no one caller's signal may end it: each caller stops waiting on its
+    // own abort, and the attempt itself ends at its timeout.
+    this.connecting ??= this.open().finally(() => (this.connecting = null));
+    return untilAborted(this.connecting, signal);
   }
 
   /** The server's tools (all pages), from the cache unless `refresh`. */
@@ -86,7 +88,8 @@ export class McpConnection {
     if (this.tools && !options.refresh) return this.tools;
     const client = await this.connect(options.signal);
     const timeout = this.spec.config.timeout ?? DEFAULT_CONNECT_TIMEOUT_MS;
-    const { tools } = await this.retryOnExpiredSession(client, (c) => c.listTools(undefined, { timeout, signal: options.signal }));
+    // 2026-07-28 list results can be cached by the SDK (ttlMs); a refresh must reach the server.
+    const { tools } = await this.retryOnExpiredSession(client, (c) => c.listTools(undefined, { timeout, signal: options.signal, ...(options.refresh ? { cacheMode: 'refresh' as const } : {}) }));
     this.tools = tools;
     return tools;
   }
@@ -114,7 +117,7 @@ export class McpConnection {
     await client?.close().catch(() => undefined);
   }
 
-  private async open(signal?: AbortSignal): Promise<Client> {
+  private async open(): Promise<Client> {
     this.state = 'connecting';
     const client = new Client(CLIENT_INFO, {
       capabilities: {},
@@ -129,10 +132,13 @@ export class McpConnection {
     };
     client.onerror = () => {};
     try {
-      await client.connect(transport, { timeout: this.spec.config.timeout ?? DEFAULT_CONNECT_TIMEOUT_MS, signal });
+      await client.connect(transport, { timeout: this.spec.config.timeout ?? DEFAULT_CONNECT_TIMEOUT_MS });
     } catch (err) {
       await client.close().catch(() => undefined);
       if (!this.isClosed) this.state = 'idle';
+      // A process that dies while starting says why on stderr, not in the protocol.
+      const tail = this.stderrTail.trim();
+      if (tail) throw new Error(`${err instanceof Error ? err.message : String(err)}; the server's last output: ${tail.split('\n').slice(-3).join(' | ')}`, { cause: err });
       throw err;
     }
     if (this.isClosed) {
@@ -187,9 +193,22 @@ function isExpiredSession(err: unknown): boolean {
   return status === 404 || (err instanceof Error && /\b404\b/.test(err.message) && /session/i.test(err.message));
 }
 
-/** True when a call failed because it ran out of time. */
+/** True when a call failed because it ran out of time (the SDK also uses this code for a caller's abort, without `data.timeout`). */
 export function isTimeout(err: unknown): boolean {
-  return err instanceof SdkError && err.code === SdkErrorCode.RequestTimeout;
+  return err instanceof SdkError && err.code === SdkErrorCode.RequestTimeout && typeof (err.data as { timeout?: unknown } | undefined)?.timeout === 'number';
+}
+
+function untilAborted<T>(promise: Promise<T>, signal?: AbortSignal): Promise<T> {
+  if (!signal) return promise;
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (value) => { signal.removeEventListener('abort', onAbort); resolve(value); },
+      (err) => { signal.removeEventListener('abort', onAbort); reject(err); },
+    );
+  });
 }
 
 /** True when the connection went away under a call. */

@@ -20,8 +20,8 @@ export function resolveTemplates(config: McpServerConfig, variables: Readonly<Re
   const missing = new Set<string>();
   const fill = (text: string, encode: boolean) =>
     text.replace(TEMPLATE, (_match, key: string) => {
-      const value = variables[key];
-      if (value === undefined) {
+      const value = Object.hasOwn(variables, key) ? variables[key] : undefined;
+      if (typeof value !== 'string') {
         missing.add(key);
         return '';
       }

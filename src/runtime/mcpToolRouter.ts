@@ -1,3 +1,5 @@
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Tool } from '@modelcontextprotocol/client';
 import type { Logger } from 'pino';
 import type { McpPoolConfig, McpServerConfig, ProjectConfig } from '../config.js';
@@ -14,6 +16,9 @@ import type { ToolCallContext, ToolCallRequest, ToolResult, ToolRouter, ToolSess
 
 /** The name of the built-in server; its tools keep their plain names. */
 export const BUILTIN_SERVER = 'workspace';
+
+/** Longer than the longest run_shell_command (600 s). */
+const BUILTIN_TOOL_TIMEOUT_MS = 630_000;
 
 /** How the built-in workspace server is started for a task. */
 export type BuiltinLauncher = (workspaceDir: string) => { command: string; args: string[] };
@@ -75,9 +80,11 @@ export class McpToolRouter implements ToolRouter {
     const secretValues = Object.fromEntries([...request.secretKeys].map((key) => [key, request.variables[key]!]));
 
     const attempts: Promise<ServerEntry | undefined>[] = [];
+    let missingRequired: RequiredServerError | undefined;
     if (this.options.builtin && project.builtinTools !== false) {
       const launch = this.options.builtin(request.workspaceDir);
-      const config: McpServerConfig = { type: 'stdio', command: launch.command, args: launch.args, required: true };
+      // run_shell_command enforces its own limit (at most 600 s); the pool's must not cut it short.
+      const config: McpServerConfig = { type: 'stdio', command: launch.command, args: launch.args, required: true, toolTimeout: BUILTIN_TOOL_TIMEOUT_MS };
       const scrubber = new Scrubber(secretValues);
       if (this.builtinTools) {
         attempts.push(Promise.resolve(lazyEntry(BUILTIN_SERVER, config, scrubber, () => this.lease(request, BUILTIN_SERVER, config, request.variables, launch))));
@@ -89,7 +96,10 @@ export class McpToolRouter implements ToolRouter {
       const resolution = resolveTemplates(config, request.variables);
       if (!resolution.ok) {
         const keys = resolution.missingKeys.map((key) => `{{mcp.${key}}}`).join(', ');
-        if (config.required) throw new RequiredServerError(`MCP server "${name}" is required but the task has no value for ${keys}`);
+        if (config.required) {
+          missingRequired ??= new RequiredServerError(`MCP server "${name}" is required but the task has no value for ${keys}`);
+          continue;
+        }
         request.onStatus(`MCP server "${name}" skipped: the task has no value for ${keys}`);
         continue;
       }
@@ -98,10 +108,11 @@ export class McpToolRouter implements ToolRouter {
     }
     const settled = await Promise.allSettled(attempts);
     const entries = settled.flatMap((result) => (result.status === 'fulfilled' && result.value ? [result.value] : []));
-    const failure = settled.find((result) => result.status === 'rejected');
+    const failure = missingRequired ?? (settled.find((result) => result.status === 'rejected') as PromiseRejectedResult | undefined)?.reason;
     if (failure) {
+      // Every connect has settled: release what was opened before failing the task.
       for (const entry of entries) if (entry.opened) void entry.lease.then((lease) => lease.release(), () => undefined);
-      throw (failure as PromiseRejectedResult).reason;
+      throw failure;
     }
     return new McpToolSession(entries, this, this.options, request);
   }
@@ -114,9 +125,9 @@ export class McpToolRouter implements ToolRouter {
   lease(request: ToolSessionRequest, name: string, config: McpServerConfig, variables: Record<string, string>, launch?: { command: string; args: string[] }): Promise<Lease> {
     const { pool } = this.options;
     const stdio = config.type === 'stdio';
-    // A stdio server's environment is the task's env and secrets, not Airlock's: HOME is the
-    // workspace, PATH Airlock's unless the task sets one.
-    const env = stdio ? { ...variables, ...(config.env ?? {}), HOME: request.workspaceDir, PATH: variables.PATH ?? process.env.PATH ?? '/usr/bin:/bin' } : undefined;
+    // A stdio server's environment is the task's env and secrets (then the server's own config env),
+    // not Airlock's: HOME defaults to the workspace and PATH to Airlock's.
+    const env = stdio ? { HOME: request.workspaceDir, PATH: process.env.PATH ?? '/usr/bin:/bin', ...variables, ...(config.env ?? {}) } : undefined;
     const key = pool.fingerprint(request.projectId, name, stdio ? { ...config, env } : config, stdio ? request.taskId : undefined);
     return pool.acquire({
       key, projectId: request.projectId, serverName: name, config,
@@ -234,9 +245,11 @@ export function globMatch(pattern: string, name: string): boolean {
   return regex.test(name);
 }
 
+// The config schema allows only relative paths without `..` (src/config.ts), so this stays inside.
 function resolveCwd(workspaceDir: string, cwd: string | undefined): string {
   if (!cwd) return workspaceDir;
-  const path = cwd.startsWith('/') ? cwd : `${workspaceDir}/${cwd}`;
+  const path = join(workspaceDir, cwd);
+  mkdirSync(path, { recursive: true });
   return path;
 }
 

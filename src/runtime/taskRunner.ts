@@ -9,6 +9,7 @@ import type { EventLog, EventType } from './events.js';
 import { StreamScrubber } from './scrubber.js';
 import type { TaskSession } from './sessions.js';
 import type { ToolRouter, ToolResult } from './toolRouter.js';
+import { RequiredServerError } from './mcpToolRouter.js';
 
 /** Why a run was aborted: the user cancelled it, or the service is shutting down. */
 export class RunAbort extends Error {
@@ -17,6 +18,9 @@ export class RunAbort extends Error {
     this.name = 'RunAbort';
   }
 }
+
+/** Emits one event of the run; `settle` resolves when every event emitted so far is stored and sent. */
+type Emit = ((type: EventType, data: Record<string, unknown>) => Promise<unknown>) & { settle: () => Promise<unknown> };
 
 /** The most of a tool's output that an event carries; the model gets the whole result. */
 export const EVENT_OUTPUT_LIMIT_CHARS = 64 * 1024;
@@ -52,7 +56,17 @@ export class TaskRunner {
     if (!task) return;
     const moved = await store.transitionTask(taskId, ['pending', 'running'], { status: 'running', startedAt: task.startedAt ?? started, sessionId: session.sessionId });
     if (!moved) return; // cancelled while it waited in the queue
-    const emit = (type: EventType, data: Record<string, unknown>) => this.options.events.append(taskId, type, data, session.scrubber);
+    // Appends take their sequence number when called, so high-rate events (deltas, progress) are not
+    // awaited one by one: they share group commits, and `settle` waits for all of them where order
+    // against task state matters (turn ends, the final status).
+    const inFlight = new Set<Promise<unknown>>();
+    const emit: Emit = (type, data) => {
+      const appended = this.options.events.append(taskId, type, data, session.scrubber);
+      inFlight.add(appended);
+      void appended.then(() => inFlight.delete(appended), () => undefined);
+      return appended;
+    };
+    emit.settle = () => Promise.all([...inFlight]);
     const log = logger.child({ taskId });
     await emit('status', { status: 'running' });
 
@@ -62,11 +76,13 @@ export class TaskRunner {
       finalResponse = await this.loop(task, session, signal, emit);
     } catch (err) {
       await closeTools(session);
+      await emit.settle().catch(() => undefined);
       await this.finishAfterError(task, session, err, signal, emit, log);
       return;
     }
     // Servers are per run: a task that is done holds no processes or connections (a follow-up reopens them).
     await closeTools(session);
+    await emit.settle();
     const now = new Date().toISOString();
     await store.transitionTask(taskId, ['running', 'awaiting_approval'], { status: 'completed', completedAt: now, error: null });
     await emit('status', { status: 'completed' });
@@ -74,7 +90,7 @@ export class TaskRunner {
     log.info({ event: 'task_completed' }, 'task completed');
   }
 
-  private async loop(task: TaskRecord, session: TaskSession, signal: AbortSignal, emit: (type: EventType, data: Record<string, unknown>) => Promise<unknown>): Promise<string> {
+  private async loop(task: TaskRecord, session: TaskSession, signal: AbortSignal, emit: Emit): Promise<string> {
     const { store, maxTurns } = this.options;
     const model = this.options.modelFor(task.projectId);
     const conversation = session.conversation!;
@@ -102,14 +118,14 @@ export class TaskRunner {
         switch (event.type) {
           case 'text_delta': {
             const safe = streamed.push(event.text);
-            if (safe) await emit('content', { text: safe, isPartial: true });
+            if (safe) void emit('content', { text: safe, isPartial: true });
             break;
           }
           case 'thinking_delta':
             break; // shown whole, as a thought, when the block completes
           case 'thought':
             thoughts.push({ subject: event.subject, description: event.description });
-            await emit('thought', { subject: event.subject, description: event.description });
+            void emit('thought', { subject: event.subject, description: event.description });
             break;
           case 'retrying':
             await emit('status', { status: 'retrying', message: `Model provider: ${event.reason}; retry ${event.attempt} in ${Math.round(event.delayMs)} ms` });
@@ -122,7 +138,8 @@ export class TaskRunner {
       signal.throwIfAborted();
       if (!end) throw new ModelError(`${model.description} ended its stream without a turn`);
       const rest = streamed.flush();
-      if (rest) await emit('content', { text: rest, isPartial: true });
+      if (rest) void emit('content', { text: rest, isPartial: true });
+      await emit.settle();
       const text = end.content.filter((b) => b.type === 'text').map((b) => b.text).join('');
       if (text) {
         await emit('content', { text, isPartial: false });
@@ -152,7 +169,7 @@ export class TaskRunner {
     session: TaskSession,
     call: Extract<ContentBlock, { type: 'tool_use' }>,
     signal: AbortSignal,
-    emit: (type: EventType, data: Record<string, unknown>) => Promise<unknown>,
+    emit: Emit,
   ): Promise<{ result: ToolResult; record: ToolCallRecord }> {
     const tools = session.tools!;
     const server = tools.serverOf(call.name);
@@ -187,7 +204,7 @@ export class TaskRunner {
 
   private async finishAfterError(
     task: TaskRecord, session: TaskSession, err: unknown, signal: AbortSignal,
-    emit: (type: EventType, data: Record<string, unknown>) => Promise<unknown>, log: Logger,
+    emit: Emit, log: Logger,
   ): Promise<void> {
     const { store } = this.options;
     repairConversation(session.conversation);
@@ -202,14 +219,14 @@ export class TaskRunner {
     }
     const message = abort
       ? 'Airlock shut down while this task was running; send a follow-up to continue'
-      : err instanceof ModelError
+      : err instanceof ModelError || err instanceof RequiredServerError
         ? err.message
         : `Task failed: ${describeError(err)}`;
     const error = session.scrubber.value({ code: 'EXECUTION_ERROR', message });
     await store.transitionTask(task.id, ['pending', 'running', 'awaiting_approval'], { status: 'failed', completedAt: now, error });
     await emit('status', { status: 'failed' });
     await emit('error', error);
-    if (abort || err instanceof ModelError) log.warn({ event: 'task_failed', reason: error.message }, 'task failed');
+    if (abort || err instanceof ModelError || err instanceof RequiredServerError) log.warn({ event: 'task_failed', reason: error.message }, 'task failed');
     else log.error({ event: 'task_failed', err: session.scrubber.text(describeError(err)) }, 'task failed with an unexpected error');
   }
 }

@@ -27,7 +27,12 @@ export class ToolNameTable {
     const existing = this.byAddress.get(key);
     if (existing) return existing;
     const base = options.plain ? sanitise(address.tool) : `${sanitise(address.server)}${SEPARATOR}${sanitise(address.tool)}`;
-    let name = base.length <= MAX_LENGTH && !this.byName.has(base) ? base : withHash(base, key);
+    // The plain form is used only when it is unambiguous whatever else is listed: nothing was
+    // sanitised away, it fits, and (for server tools) the server name holds no separator, so the
+    // name splits back one way. Otherwise the hash decides, and the order tools are listed in does not.
+    const unambiguous = base.length <= MAX_LENGTH
+      && (options.plain ? sanitise(address.tool) === address.tool : sanitise(address.server) === address.server && sanitise(address.tool) === address.tool && !address.server.includes(SEPARATOR));
+    let name = unambiguous && !this.byName.has(base) ? base : withHash(base, key);
     // A second collision (two hashed names alike) is astronomically rare; keep it correct anyway.
     for (let i = 2; this.byName.has(name); i++) name = withHash(base, `${key}\u0000${i}`);
     this.byName.set(name, address);

@@ -47,24 +47,25 @@ export function toolResultBlocks(result: CallToolResult, limitChars: number): To
 
 function capBlocks(blocks: ToolResultBlock[], limitChars: number): ToolResultBlock[] {
   let left = limitChars;
+  let dropped = 0;
   const out: ToolResultBlock[] = [];
   for (const block of blocks) {
     if (block.type !== 'text') {
       out.push(block);
-      continue;
-    }
-    if (left <= 0) break;
-    if (block.text.length <= left) {
+    } else if (block.text.length <= left) {
       out.push(block);
       left -= block.text.length;
     } else {
-      out.push({ type: 'text', text: `${block.text.slice(0, left)}\n[… output truncated at ${limitChars} characters]` });
+      if (left > 0) out.push({ type: 'text', text: block.text.slice(0, left) });
+      dropped += block.text.length - left;
       left = 0;
     }
   }
+  if (dropped) out.push({ type: 'text', text: `[… ${dropped} more characters of output truncated at ${limitChars} characters]` });
   return out;
 }
 
 function base64Bytes(data: string): number {
-  return Math.floor((data.length * 3) / 4);
+  const padding = data.endsWith('==') ? 2 : data.endsWith('=') ? 1 : 0;
+  return Math.floor((data.length * 3) / 4) - padding;
 }

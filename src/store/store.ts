@@ -152,7 +152,11 @@ export interface Store {
   appendMessage(message: Omit<MessageRecord, 'afterSeq'>): Promise<MessageRecord>;
   listMessages(taskId: string): Promise<MessageRecord[]>;
 
-  /** Appends an event with the task's next sequence number. */
+  /**
+   * Appends an event with the task's next sequence number, resolving once it is durable. Sequence
+   * numbers follow the order of the calls, even when a caller does not wait for one append before
+   * making the next (the runner streams deltas that way).
+   */
   appendEvent(taskId: string, type: string, data: Record<string, unknown>): Promise<EventRecord>;
   /** Events with seq > afterSeq (and <= untilSeq when given), oldest first, at most `limit`. */
   listEvents(taskId: string, afterSeq: number, limit: number, untilSeq?: number): Promise<EventRecord[]>;
