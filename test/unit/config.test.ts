@@ -107,6 +107,32 @@ describe('loadConfig', () => {
   });
 
   describe('problems', () => {
+    it('checks MCP servers: transport fields, url scheme and host, cwd inside the workspace, the reserved name', () => {
+      const path = configFile({
+        projects: {
+          default: {
+            mcpServers: {
+              web: { type: 'http', url: '{{mcp.URL}}', command: 'x' },
+              local: { type: 'stdio', command: 'srv', cwd: '../elsewhere', headers: { A: 'b' } },
+              abs: { type: 'stdio', command: 'srv', cwd: '/etc' },
+              old: { type: 'sse', url: 'http://127.0.0.1:1/sse', protocol: '2026-07-28' },
+              workspace: { type: 'stdio', command: 'srv' },
+              fine: { type: 'http', url: 'https://mcp.example.com/mcp?tenant={{mcp.TENANT}}', headers: { Authorization: 'Bearer {{mcp.TOKEN}}' } },
+            },
+          },
+        },
+      });
+      const text = configError(() => loadConfig({ AIRLOCK_CONFIG: path }, cwd)).problems.join('\n');
+      expect(text).to.include('mcpServers.web.command does not apply to a http server');
+      expect(text).to.include('mcpServers.web.url must start with http:// or https://');
+      expect(text).to.include('mcpServers.local.headers does not apply to a stdio server');
+      expect(text).to.include('mcpServers.local.cwd must be a path inside the task workspace');
+      expect(text).to.include('mcpServers.abs.cwd must be a path inside the task workspace');
+      expect(text).to.include('mcpServers.old.protocol');
+      expect(text).to.include('"workspace" is the built-in server\'s');
+      expect(text).not.to.include('mcpServers.fine');
+    });
+
     it('lists every problem of the file and of the environment in one ConfigError', () => {
       const path = configFile({
         server: { port: 'eighty', shutdownGraceMs: -1 },
