@@ -14,6 +14,7 @@ import { crashStdioCommand, startCrashHttpServer } from '../../fixtures/mcp/cras
 import { changingStdioCommand, startChangingHttpServer } from '../../fixtures/mcp/changingServer.js';
 import { MODERN_PROTOCOL_VERSION, startModernHttpServer } from '../../fixtures/mcp/modernServer.js';
 import { startEverything } from '../../fixtures/mcp/everything.js';
+import { isAlive } from '../support/harness.js';
 
 /** Everything a test opened, closed in afterEach whatever happened. */
 const cleanups: Array<() => Promise<unknown>> = [];
@@ -85,14 +86,6 @@ async function rejection(promise: Promise<unknown>): Promise<unknown> {
   throw new Error('expected a rejection');
 }
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** A promise and the callback that settles it, for handlers that fire later. */
 function deferred<T>() {

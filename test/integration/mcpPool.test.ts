@@ -9,7 +9,7 @@ import { startModernHttpServer } from '../../fixtures/mcp/modernServer.js';
 import { startEverything } from '../../fixtures/mcp/everything.js';
 import type { McpServerConfig } from '../../src/config.js';
 import { outputs, runTask, script, startWithServers } from '../support/mcpHarness.js';
-import { waitFor, waitForStatus } from '../support/harness.js';
+import { isAlive, waitFor, waitForStatus } from '../support/harness.js';
 
 describe('McpPool through the task API', function () {
   this.timeout(60_000);
@@ -300,7 +300,7 @@ describe('McpPool through the task API', function () {
       try {
         const { task } = await runTask(airlock, { message: script(['local__ok', {}]) });
         pid = Number(/alive (\d+)/.exec(task.output.toolCalls[0].output)![1]);
-        await waitFor(() => !alive(pid), 'the finished task\'s server to exit', 10_000);
+        await waitFor(() => !isAlive(pid), 'the finished task\'s server to exit', 10_000);
         const res = await airlock.api('/tasks', { method: 'POST', json: { message: script(['stuck__hang', {}]) } });
         await waitFor(async () => (await airlock.api(`/tasks/${res.body.data.id}`)).body.data.output?.toolCalls?.length, 'the hanging call');
         expect(processesRunning('hangServer.ts')).to.be.greaterThan(0);
@@ -318,11 +318,3 @@ function processesRunning(fragment: string): number {
   return out.split('\n').filter((line) => line.includes(fragment) && !line.trimStart().startsWith('Z')).length;
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}

@@ -78,3 +78,23 @@ export async function waitForStatus(airlock: TestAirlock, id: string, statuses: 
     return statuses.includes(body?.data?.status) ? body.data : undefined;
   }, `task ${id} to be ${statuses.join(' or ')}`, timeoutMs);
 }
+
+/** The error a promise rejects with; fails when it resolves. */
+export async function rejection(promise: Promise<unknown>): Promise<unknown> {
+  try {
+    await promise;
+  } catch (err) {
+    return err;
+  }
+  throw new Error('expected a rejection');
+}
+
+/** Whether a process with this PID exists (zombies count as alive until reaped). */
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -9,24 +9,9 @@ import type { HangHttpServer } from '../../fixtures/mcp/hangServer.js';
 import type { McpServerConfig } from '../../src/config.js';
 import { isConnectionLost, isTimeout, McpConnection } from '../../src/mcp/mcpConnection.js';
 import type { CallOptions, CallProgress } from '../../src/mcp/mcpConnection.js';
+import { rejection, waitFor } from '../support/harness.js';
 
-/** Polls `check` every 10 ms until it holds; fails naming `what` after `timeoutMs`. */
-async function until(check: () => boolean, what: string, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
 
-async function rejection(promise: Promise<unknown>): Promise<unknown> {
-  try {
-    await promise;
-  } catch (err) {
-    return err;
-  }
-  throw new Error('expected a rejection');
-}
 
 function textOf(result: CallToolResult): string {
   const [first] = result.content as Array<{ type: string; text?: string }>;
@@ -223,7 +208,7 @@ describe('McpConnection', () => {
       expect(err).to.be.instanceOf(Error);
       expect(isTimeout(err)).to.equal(false);
       expect(isConnectionLost(err), String(err)).to.equal(true);
-      await until(() => /crashing \d+/.test(crashConnection.stderr), 'the crash line on stderr');
+      await waitFor(() => /crashing \d+/.test(crashConnection.stderr), 'the crash line on stderr');
 
       const after = textOf(await crashConnection.callTool('ok', {}, options()));
       expect(after).to.match(/^alive \d+$/);

@@ -7,35 +7,12 @@ import type { McpServerConfig } from '../../src/config.js';
 import type { ConnectionSpec } from '../../src/mcp/mcpConnection.js';
 import { McpPool, PoolFullError } from '../../src/mcp/mcpPool.js';
 import type { Lease, McpPoolOptions } from '../../src/mcp/mcpPool.js';
+import { isAlive, rejection, waitFor } from '../support/harness.js';
 
 const PROJECT = 'proj';
 
-/** Polls `check` every 10 ms until it holds; fails naming `what` after `timeoutMs`. */
-async function until(check: () => boolean, what: string, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
 
-async function rejection(promise: Promise<unknown>): Promise<unknown> {
-  try {
-    await promise;
-  } catch (err) {
-    return err;
-  }
-  throw new Error('expected a rejection');
-}
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 describe('McpPool', () => {
   const pools: McpPool[] = [];
@@ -177,7 +154,7 @@ describe('McpPool', () => {
         const older = await pool.acquire(spec(pool, 'echo', { type: 'http', url: echo.url, headers: { 'X-Tenant': 'a' } }));
         const newer = await pool.acquire(spec(pool, 'echo', { type: 'http', url: echo.url, headers: { 'X-Tenant': 'b' } }));
         older.release();
-        await until(() => Date.now() > older.connection.idleSince, 'the clock to move on');
+        await waitFor(() => Date.now() > older.connection.idleSince, 'the clock to move on');
         newer.release();
         await acquire(pool, spec(pool, 'echo', { type: 'http', url: echo.url, headers: { 'X-Tenant': 'c' } }));
         expect(older.connection.isClosed).to.equal(true);
@@ -220,7 +197,7 @@ describe('McpPool', () => {
       first.release();
       second.release();
       expect(pool.stats()).to.include({ open: 1, leased: 0 });
-      await until(() => pool.stats().open === 0, 'the idle connection to close');
+      await waitFor(() => pool.stats().open === 0, 'the idle connection to close');
       expect(first.connection.isClosed).to.equal(true);
     });
 
@@ -233,7 +210,7 @@ describe('McpPool', () => {
       // Another connection's TTL running out is the clock: by then this one's TTL would have too.
       const other = await pool.acquire(spec(pool, 'echo', { type: 'http', url: echo.url, headers: { 'X-Clock': '1' } }));
       other.release();
-      await until(() => other.connection.isClosed, 'the other connection\'s TTL');
+      await waitFor(() => other.connection.isClosed, 'the other connection\'s TTL');
       expect(second.connection.isClosed).to.equal(false);
       expect(pool.stats()).to.include({ open: 1, leased: 1 });
     });
@@ -332,7 +309,7 @@ describe('McpPool', () => {
       lease.release();
       expect(pool.stats().open).to.equal(0);
       expect(lease.connection.isClosed).to.equal(true);
-      await until(() => !isAlive(pid), `process ${pid} to exit`);
+      await waitFor(() => !isAlive(pid), `process ${pid} to exit`);
     });
 
     it('gives two tasks their own process', async () => {

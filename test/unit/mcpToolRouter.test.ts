@@ -11,28 +11,13 @@ import type { McpPoolConfig, McpServerConfig } from '../../src/config.js';
 import { McpPool } from '../../src/mcp/mcpPool.js';
 import { globMatch, McpToolRouter, RequiredServerError } from '../../src/runtime/mcpToolRouter.js';
 import type { ToolResult, ToolSession, ToolSessionRequest } from '../../src/runtime/toolRouter.js';
+import { rejection, waitFor } from '../support/harness.js';
 
 const PROJECT = 'proj';
 const UNREACHABLE = 'http://127.0.0.1:9/mcp';
 const POOL_CONFIG: McpPoolConfig = { maxConnections: 20, idleTtlMs: 60_000, toolResultLimitChars: 10_000 };
 
-/** Polls `check` every 10 ms until it holds; fails naming `what` after `timeoutMs`. */
-async function until(check: () => boolean, what: string, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
 
-async function rejection(promise: Promise<unknown>): Promise<unknown> {
-  try {
-    await promise;
-  } catch (err) {
-    return err;
-  }
-  throw new Error('expected a rejection');
-}
 
 function textOf(result: ToolResult): string {
   return result.content.map((block) => (block.type === 'text' ? block.text : `[${block.type}]`)).join('\n');
@@ -206,8 +191,8 @@ describe('mcpToolRouter', () => {
             needy: { type: 'http', url: echo.url, headers: { Authorization: 'Bearer {{mcp.API_TOKEN}}' }, required: true },
           }).openSession(req));
           expect(err).to.be.instanceOf(RequiredServerError);
-          await until(() => echo.sessions > sessionsBefore, 'the echo connect to finish');
-          await until(() => pool.stats().leased === 0, 'the echo lease to be released', 2_000);
+          await waitFor(() => echo.sessions > sessionsBefore, 'the echo connect to finish');
+          await waitFor(() => pool.stats().leased === 0, 'the echo lease to be released', 2_000);
         });
       });
 
@@ -229,7 +214,7 @@ describe('mcpToolRouter', () => {
           const err = await rejection(router({ echo: { type: 'http', url: echo.url }, down: { type: 'http', url: UNREACHABLE, timeout: 1_000, required: true } }).openSession(req));
           expect(err).to.be.instanceOf(RequiredServerError);
           expect((err as Error).message).to.include('"down"');
-          await until(() => pool.stats().leased === 0, 'the echo lease to be released');
+          await waitFor(() => pool.stats().leased === 0, 'the echo lease to be released');
         });
 
         it('never shows a secret from the URL in the status', async () => {

@@ -2,6 +2,7 @@ import { expect } from 'chai';
 import { ModelError } from '../../src/model/modelClient.js';
 import type { ContentBlock, ModelMessage, ModelStreamEvent } from '../../src/model/modelClient.js';
 import { ScriptedModelClient } from '../../src/model/scriptedModelClient.js';
+import { rejection } from '../support/harness.js';
 
 type ToolUse = Extract<ContentBlock, { type: 'tool_use' }>;
 type TurnEnd = Extract<ModelStreamEvent, { type: 'turn_end' }>;
@@ -31,14 +32,6 @@ function textOf(end: TurnEnd): string {
   return end.content.filter((b) => b.type === 'text').map((b) => (b.type === 'text' ? b.text : '')).join('');
 }
 
-async function rejection(promise: Promise<unknown>): Promise<unknown> {
-  try {
-    await promise;
-  } catch (err) {
-    return err;
-  }
-  throw new Error('expected a rejection');
-}
 
 /** Plays a whole script: each turn's tool calls are answered with `answer`, until the final text. */
 async function play(conversation: ModelMessage[], answer: (call: ToolUse) => string): Promise<{ ids: string[]; final: string }> {
