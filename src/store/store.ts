@@ -142,7 +142,8 @@ export interface Store {
   listTasks(query: TaskListQuery): Promise<{ tasks: TaskRecord[]; total: number }>;
   updateTask(id: string, patch: TaskPatch): Promise<void>;
   /**
-   * Changes the status only when the current one is in `from`; returns whether it did. The guard
+   * Changes the status only when the current one is in `from`, stamping lastActivityAt (a status
+   * change is activity, as a message is; single events are not); returns whether it did. The guard
    * is what makes two concurrent follow-ups or cancels decide once.
    */
   transitionTask(id: string, from: readonly TaskStatus[], patch: TaskPatch & { status: TaskStatus }): Promise<boolean>;
