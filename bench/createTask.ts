@@ -17,7 +17,7 @@ const DURATION_S = 10;
 const WARMUP_S = 2;
 const DRAIN_TIMEOUT_MS = 15_000;
 const RATIO_GOAL = 0.4;
-const BODY = JSON.stringify({ message: '/reply ok' });
+const BODY = JSON.stringify({ message: process.env.BENCH_MESSAGE ?? '/reply ok' });
 const AUTOCANNON = createRequire(import.meta.url).resolve('autocannon');
 
 /** The part of autocannon's --json result this bench prints. */
