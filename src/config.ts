@@ -48,6 +48,22 @@ export interface ProjectConfig {
   mcpServers?: Record<string, McpServerConfig>;
   /** The built-in workspace tools; default true. */
   builtinTools?: boolean;
+  /** Ordered approval rules (API.md section 7). */
+  toolPolicies?: ToolPolicyRule[];
+  /** Treat readOnlyHint tools as allowed when no rule matches. */
+  trustAnnotations?: boolean;
+  /** Pending approvals are cancelled as expired after this long. */
+  approvalTimeoutMs?: number;
+}
+
+/** One rule of a project's tool policy. */
+export interface ToolPolicyRule {
+  /** Server name glob; absent matches every server. */
+  server?: string;
+  /** The server's tool name, glob. */
+  tool: string;
+  decision: 'allow' | 'ask' | 'deny';
+  reason?: string;
 }
 
 /** Settings of the MCP client pool. */

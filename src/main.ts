@@ -15,6 +15,7 @@ import type { ModelClient } from './model/modelClient.js';
 import { ScriptedModelClient } from './model/scriptedModelClient.js';
 import { createApiKey, hashApiKey } from './runtime/apiKeys.js';
 import { EventLog, InProcessEventBus } from './runtime/events.js';
+import { ApprovalGate } from './runtime/approvalGate.js';
 import { SecretRegistry } from './runtime/scrubber.js';
 import { SessionRegistry } from './runtime/sessions.js';
 import { InProcessTaskQueue } from './runtime/taskQueue.js';
@@ -78,9 +79,15 @@ export async function startAirlock(config: Config, overrides: AirlockOverrides =
   const toolRouter = overrides.toolRouter ?? new McpToolRouter({ pool, projects: config.projects, poolConfig: config.mcp, builtin: workspaceServerLauncher(), logger });
   const modelFor = overrides.modelFor ?? modelFactory(config, logger);
   const sessions = new SessionRegistry(secrets, overrides.sessionIdleMs ?? DEFAULT_SESSION_IDLE_MS);
-  const runner = new TaskRunner({ store, events, tools: toolRouter, modelFor, systemPromptFor: (task) => systemPrompt(config, task), workspaceFor: (taskId) => ensureWorkspace(config, taskId), maxTurns: config.maxTurns, logger });
+  const gate = new ApprovalGate(store);
+  const runner = new TaskRunner({
+    store, events, tools: toolRouter, modelFor, gate, logger, maxTurns: config.maxTurns,
+    systemPromptFor: (task) => systemPrompt(config, task),
+    workspaceFor: (taskId) => ensureWorkspace(config, taskId),
+    projectFor: (projectId) => config.projects[projectId] ?? {},
+  });
   const queue = new InProcessTaskQueue(config.concurrency);
-  const tasks = new TaskService({ store, events, queue, runner, sessions, logger });
+  const tasks = new TaskService({ store, events, queue, runner, sessions, gate, logger });
   const streams = new TaskStreams({ store, bus, service: tasks });
 
   const interrupted = await tasks.recoverInterrupted();

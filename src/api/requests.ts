@@ -44,7 +44,19 @@ export const listTasksSchema = {
   },
 } as const;
 
+export const approveSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['outcome'],
+  properties: {
+    outcome: { enum: ['proceed_once', 'proceed_always', 'cancel'] },
+    reason: { type: 'string', maxLength: 2000 },
+    args: { type: 'object' },
+  },
+} as const;
+
 const validators = {
+  approve: ajv.compile(approveSchema),
   createTask: ajv.compile(createTaskSchema),
   followUp: ajv.compile(followUpSchema),
   listTasks: ajv.compile(listTasksSchema),
@@ -90,6 +102,12 @@ export function parseListQuery(query: Record<string, string | string[] | undefin
   check(validators.listTasks, fields, 'query');
   const q = fields as { limit?: number; offset?: number; includeHidden?: boolean; status?: TaskStatus };
   return { limit: q.limit ?? 50, offset: q.offset ?? 0, includeHidden: q.includeHidden ?? false, ...(q.status ? { status: q.status } : {}) };
+}
+
+export function parseApprove(body: RequestBody): { outcome: 'proceed_once' | 'proceed_always' | 'cancel'; reason?: string; args?: Record<string, unknown> } {
+  const fields = normalise(body, []);
+  check(validators.approve, fields);
+  return fields as { outcome: 'proceed_once' | 'proceed_always' | 'cancel'; reason?: string; args?: Record<string, unknown> };
 }
 
 /** Parses `after` / Last-Event-ID: a non-negative integer sequence, or undefined. */

@@ -4,7 +4,7 @@ import { koaBody } from 'koa-body';
 import { ServiceError } from '../errors.js';
 import type { Principal } from '../runtime/principal.js';
 import type { AppOptions } from './app.js';
-import { parseCreateTask, parseFollowUp, parseListQuery, parseResumeSeq } from './requests.js';
+import { parseApprove, parseCreateTask, parseFollowUp, parseListQuery, parseResumeSeq } from './requests.js';
 import type { RequestBody } from './requests.js';
 import { SseSink } from './sse.js';
 
@@ -52,6 +52,17 @@ export function taskRoutes(router: Router, options: AppOptions): void {
   router.delete('/tasks/:id', async (ctx) => {
     await tasks.cancel(principal(ctx), taskId(ctx));
     ctx.body = { success: true, data: { message: 'Task cancelled' } };
+  });
+
+  router.post('/tasks/:id/tools/:callId/approve', body, async (ctx) => {
+    const id = taskId(ctx);
+    const callId = (ctx as Context & { params: Record<string, string> }).params.callId ?? '';
+    const answer = parseApprove(requestBody(ctx));
+    ctx.body = { success: true, data: await tasks.approve(principal(ctx), id, callId, answer) };
+  });
+
+  router.get('/tasks/:id/approvals', async (ctx) => {
+    ctx.body = { success: true, data: { approvals: await tasks.approvals(principal(ctx), taskId(ctx)) } };
   });
 
   router.get('/tasks/:id/history', async (ctx) => {

@@ -9,10 +9,11 @@ import type { McpConnection } from '../mcp/mcpConnection.js';
 import type { McpPool, Lease } from '../mcp/mcpPool.js';
 import { resolveTemplates } from '../mcp/templates.js';
 import type { ToolDefinition } from '../model/modelClient.js';
+import { globMatch } from './approvalPolicy.js';
 import { Scrubber } from './scrubber.js';
 import { ToolNameTable } from './toolNames.js';
 import { toolResultBlocks } from './toolResults.js';
-import type { ToolCallContext, ToolCallRequest, ToolResult, ToolRouter, ToolSession, ToolSessionRequest } from './toolRouter.js';
+import type { ToolCallContext, ToolCallRequest, ToolInfo, ToolResult, ToolRouter, ToolSession, ToolSessionRequest } from './toolRouter.js';
 
 /** The name of the built-in server; its tools keep their plain names. */
 export const BUILTIN_SERVER = 'workspace';
@@ -191,6 +192,18 @@ class McpToolSession implements ToolSession {
     return this.names.resolve(name)?.server;
   }
 
+  toolInfo(name: string): ToolInfo | undefined {
+    const address = this.names.resolve(name);
+    if (!address) return undefined;
+    const tool = this.toolsOf.get(address.server)?.find((t) => t.name === address.tool);
+    return {
+      server: address.server,
+      tool: address.tool,
+      ...(tool?.annotations ? { annotations: tool.annotations } : {}),
+      ...(tool?.inputSchema ? { inputSchema: tool.inputSchema as Record<string, unknown> } : {}),
+    };
+  }
+
   async callTool(call: ToolCallRequest, context: ToolCallContext): Promise<ToolResult> {
     let address = this.names.resolve(call.name);
     if (!address) {
@@ -208,6 +221,7 @@ class McpToolSession implements ToolSession {
         signal: context.signal,
         timeoutMs,
         ...(context.onProgress ? { onProgress: context.onProgress } : {}),
+        ...(context.meta ? { meta: context.meta } : {}),
       });
       return { content: toolResultBlocks(result, this.options.poolConfig.toolResultLimitChars), isError: result.isError === true, server: entry.name };
     } catch (err) {
@@ -239,11 +253,7 @@ function filterTools(tools: Tool[], config: McpServerConfig): Tool[] {
     && !config.excludeTools?.some((pattern) => globMatch(pattern, tool.name)));
 }
 
-/** `*` matches any run of characters; everything else is literal. */
-export function globMatch(pattern: string, name: string): boolean {
-  const regex = new RegExp(`^${pattern.split('*').map((part) => part.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*')}$`);
-  return regex.test(name);
-}
+export { globMatch };
 
 // The config schema allows only relative paths without `..` (src/config.ts), so this stays inside.
 function resolveCwd(workspaceDir: string, cwd: string | undefined): string {

@@ -18,6 +18,8 @@ export class TaskSession {
   conversation: ModelMessage[] | null = null;
   /** The open tool session, if any. */
   tools: ToolSession | null = null;
+  /** Tool names a person approved with proceed_always in this task. */
+  readonly alwaysAllowed = new Set<string>();
   expiryTimer: NodeJS.Timeout | null = null;
 
   constructor(readonly taskId: string, private readonly registry: SecretRegistry) {}

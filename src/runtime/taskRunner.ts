@@ -8,7 +8,11 @@ import { conversationFromMessages, pushUser, toolResultText } from './conversati
 import type { EventLog, EventType } from './events.js';
 import { StreamScrubber } from './scrubber.js';
 import type { TaskSession } from './sessions.js';
-import type { ToolRouter, ToolResult } from './toolRouter.js';
+import type { ToolRouter } from './toolRouter.js';
+import type { ProjectConfig } from '../config.js';
+import type { ApprovalGate } from './approvalGate.js';
+import { ToolCalls } from './toolCalls.js';
+import type { TurnContext } from './toolCalls.js';
 import { RequiredServerError } from './mcpToolRouter.js';
 
 /** Why a run was aborted: the user cancelled it, or the service is shutting down. */
@@ -22,9 +26,6 @@ export class RunAbort extends Error {
 /** Emits one event of the run; `settle` resolves when every event emitted so far is stored and sent. */
 type Emit = ((type: EventType, data: Record<string, unknown>) => Promise<unknown>) & { settle: () => Promise<unknown> };
 
-/** The most of a tool's output that an event carries; the model gets the whole result. */
-export const EVENT_OUTPUT_LIMIT_CHARS = 64 * 1024;
-
 export interface TaskRunnerOptions {
   store: Store;
   events: EventLog;
@@ -35,6 +36,9 @@ export interface TaskRunnerOptions {
   systemPromptFor: (task: TaskRecord) => string;
   /** The task's workspace directory, created if needed. */
   workspaceFor: (taskId: string) => Promise<string>;
+  /** A project's configuration (tool policies, approval timeout). */
+  projectFor: (projectId: string) => ProjectConfig;
+  gate: ApprovalGate;
   maxTurns: number;
   logger: Logger;
 }
@@ -47,7 +51,25 @@ type NextStep = { kind: 'final' } | { kind: 'tools'; calls: Extract<ContentBlock
  * answers without tools. Every state change is an event; every message is stored as it completes.
  */
 export class TaskRunner {
-  constructor(private readonly options: TaskRunnerOptions) {}
+  private readonly toolCalls: ToolCalls;
+
+  constructor(private readonly options: TaskRunnerOptions) {
+    this.toolCalls = new ToolCalls(options.gate);
+  }
+
+  // awaiting_approval while any call of the turn waits for a person (parallel calls may all wait).
+  private waiting(taskId: string, emit: Emit): TurnContext['waiting'] {
+    let count = 0;
+    const { store } = this.options;
+    return {
+      enter: async () => {
+        if (count++ === 0 && (await store.transitionTask(taskId, ['running'], { status: 'awaiting_approval' }))) await emit('status', { status: 'awaiting_approval' });
+      },
+      leave: async () => {
+        if (--count === 0 && (await store.transitionTask(taskId, ['awaiting_approval'], { status: 'running' }))) await emit('status', { status: 'running' });
+      },
+    };
+  }
 
   async run(taskId: string, session: TaskSession, signal: AbortSignal): Promise<void> {
     const { store, logger } = this.options;
@@ -155,7 +177,8 @@ export class TaskRunner {
           await this.storeAssistant(task.id, session, text, thoughts, []);
           return answers.join('\n\n');
         case 'tools': {
-          const records = await Promise.all(next.calls.map((call) => this.callTool(session, call, signal, emit)));
+          const turnContext = { task, project: this.options.projectFor(task.projectId), session, signal, emit, waiting: this.waiting(task.id, emit) };
+          const records = await Promise.all(next.calls.map((call) => this.toolCalls.run(turnContext, call)));
           pushUser(conversation, records.map(({ result, record }) => ({ type: 'tool_result' as const, toolUseId: record.callId, content: result.content, isError: result.isError })));
           await this.storeAssistant(task.id, session, text, thoughts, records.map((r) => r.record));
           break;
@@ -163,36 +186,6 @@ export class TaskRunner {
       }
     }
     throw new ModelError(`The task stopped after ${maxTurns} model turns without a final answer (tasks.maxTurns)`);
-  }
-
-  private async callTool(
-    session: TaskSession,
-    call: Extract<ContentBlock, { type: 'tool_use' }>,
-    signal: AbortSignal,
-    emit: Emit,
-  ): Promise<{ result: ToolResult; record: ToolCallRecord }> {
-    const tools = session.tools!;
-    const server = tools.serverOf(call.name);
-    const base = { callId: call.id, toolName: call.name, ...(server ? { server } : {}), args: call.input };
-    await emit('tool_call', { ...base, status: 'executing' });
-    let result: ToolResult;
-    try {
-      result = await tools.callTool({ callId: call.id, name: call.name, args: call.input }, {
-        signal,
-        onProgress: (progress) => void emit('tool_progress', { callId: call.id, ...progress }),
-      });
-    } catch (err) {
-      if (signal.aborted) {
-        await emit('tool_result', { callId: call.id, status: 'cancelled', output: 'The call was cancelled.' });
-        throw err;
-      }
-      // The seam promises error results, not exceptions; a throw is reported to the model all the same.
-      result = { content: [{ type: 'text', text: `Tool failed: ${describeError(err)}` }], isError: true };
-    }
-    const output = session.scrubber.text(toolResultText(result.content));
-    const status = result.isError ? 'error' : 'success';
-    await emit('tool_result', { callId: call.id, status, output: capText(output, EVENT_OUTPUT_LIMIT_CHARS) });
-    return { result, record: { ...base, status, output: capText(output, EVENT_OUTPUT_LIMIT_CHARS) } };
   }
 
   private async storeAssistant(taskId: string, session: TaskSession, text: string, thoughts: Thought[], toolCalls: ToolCallRecord[]): Promise<void> {
@@ -253,7 +246,3 @@ function repairConversation(conversation: ModelMessage[] | null): void {
   }
 }
 
-export function capText(text: string, limit: number): string {
-  if (text.length <= limit) return text;
-  return `${text.slice(0, limit)}\n[… ${text.length - limit} more characters not shown]`;
-}

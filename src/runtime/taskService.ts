@@ -2,7 +2,9 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { ServiceError } from '../errors.js';
 import { FINISHED_STATUSES, isLive, LIVE_STATUSES } from '../store/store.js';
-import type { AttachedFile, EventRecord, MessageRecord, Store, TaskRecord, TaskStatus } from '../store/store.js';
+import type { ApprovalOutcome, AttachedFile, EventRecord, MessageRecord, Store, TaskRecord, TaskStatus } from '../store/store.js';
+import type { ApprovalGate } from './approvalGate.js';
+import { principalId } from './principal.js';
 import { pushUser, userText } from './conversation.js';
 import type { EventLog } from './events.js';
 import type { Principal } from './principal.js';
@@ -44,6 +46,7 @@ export interface TaskServiceOptions {
   queue: TaskQueue;
   runner: TaskRunner;
   sessions: SessionRegistry;
+  gate: ApprovalGate;
   logger: Logger;
   /** How long a cancel waits for the run to wind down before it records the cancel itself. */
   cancelWaitMs?: number;
@@ -146,9 +149,27 @@ export class TaskService {
     }
   }
 
+  /** Decides a pending tool call (POST /tasks/:id/tools/:callId/approve). */
+  async approve(principal: Principal, taskId: string, callId: string, answer: { outcome: ApprovalOutcome; reason?: string; args?: Record<string, unknown> }): Promise<{ approved: boolean }> {
+    await this.visibleTask(principal, taskId);
+    await this.options.gate.decide(taskId, callId, answer, principalId(principal));
+    return { approved: answer.outcome !== 'cancel' };
+  }
+
+  /** The audit trail of a task's approvals (GET /tasks/:id/approvals). */
+  async approvals(principal: Principal, taskId: string) {
+    await this.visibleTask(principal, taskId);
+    const approvals = await this.options.store.listApprovals(taskId);
+    return approvals.map(({ taskId: _taskId, ...rest }) => rest);
+  }
+
   async get(principal: Principal, taskId: string): Promise<TaskView> {
     const task = await this.visibleTask(principal, taskId);
     const view: TaskView = publicTask(task);
+    if (task.status === 'awaiting_approval') {
+      const pending = (await this.options.store.listApprovals(taskId)).filter((a) => a.status === 'pending');
+      if (pending.length) view.pendingApprovals = pending.map((a) => ({ callId: a.callId, toolName: a.toolName, args: a.args, server: a.server, tool: a.tool, requestedAt: a.requestedAt }));
+    }
     if (task.status !== 'pending' || task.startedAt) {
       const state = foldEvents(await this.runEvents(taskId, task.runStartSeq));
       view.output = {
@@ -192,6 +213,7 @@ export class TaskService {
   }
 
   private async interrupt(taskId: string, message: string): Promise<void> {
+    await this.options.gate.closeAll(taskId, message);
     const error = { code: 'EXECUTION_ERROR', message };
     if (await this.options.store.transitionTask(taskId, LIVE_STATUSES, { status: 'failed', completedAt: new Date().toISOString(), error })) {
       await this.options.events.append(taskId, 'status', { status: 'failed' });

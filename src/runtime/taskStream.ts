@@ -160,7 +160,7 @@ export class TaskStreams {
     for (const thought of state.thoughts) frames.push({ event: 'thought', data: thought, id: until });
     for (const call of state.toolCalls) {
       const status = call.output === undefined ? call.status : 'executing';
-      frames.push({ event: 'tool_call', data: { callId: call.callId, toolName: call.toolName, ...(call.server ? { server: call.server } : {}), status, args: call.args }, id: until });
+      frames.push({ event: 'tool_call', data: { callId: call.callId, toolName: call.toolName, ...(call.server ? { server: call.server } : {}), status, args: call.args, ...(call.approvalId ? { approvalId: call.approvalId } : {}) }, id: until });
       if (call.output !== undefined) frames.push({ event: 'tool_result', data: { callId: call.callId, status: call.status, output: call.output }, id: until });
     }
     return frames;

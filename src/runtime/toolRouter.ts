@@ -23,6 +23,18 @@ export interface ToolCallContext {
   signal: AbortSignal;
   /** Called for each progress notification. */
   onProgress?: (progress: ToolProgress) => void;
+  /** Sent with the call as the MCP request's `_meta` (e.g. the approval that allowed it). */
+  meta?: Record<string, unknown>;
+}
+
+/** What the approval gate needs to know of a tool. */
+export interface ToolInfo {
+  /** The server's name for it (the model sees another). */
+  tool: string;
+  server: string;
+  /** The server's hints; untrusted unless the project says otherwise. */
+  annotations?: { readOnlyHint?: boolean; destructiveHint?: boolean; idempotentHint?: boolean; openWorldHint?: boolean };
+  inputSchema?: Record<string, unknown>;
 }
 
 /** The result of one tool call: failures are results with isError, never exceptions. */
@@ -41,6 +53,8 @@ export interface ToolSession {
   listTools(): Promise<ToolDefinition[]>;
   /** The server a tool name belongs to, if known (for events). */
   serverOf(name: string): string | undefined;
+  /** Where a tool lives and what its server says of it, for a name listed this session. */
+  toolInfo(name: string): ToolInfo | undefined;
   /** Runs one call; resolves with an error result when the tool fails, throws only when aborted. */
   callTool(call: ToolCallRequest, context: ToolCallContext): Promise<ToolResult>;
   /** Releases the session's connections and processes. */
@@ -75,6 +89,7 @@ export class EmptyToolRouter implements ToolRouter {
     return {
       listTools: async () => [],
       serverOf: () => undefined,
+      toolInfo: () => undefined,
       callTool: async (call) => ({ content: [{ type: 'text', text: `Unknown tool: ${call.name}` }], isError: true }),
       close: async () => {},
     };

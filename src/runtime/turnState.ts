@@ -52,6 +52,7 @@ export function foldEvents(events: Iterable<EventRecord>): TurnState {
           callId,
           toolName: data.toolName === undefined ? (previous?.toolName ?? '') : String(data.toolName),
           ...(data.server ? { server: String(data.server) } : {}),
+          ...(data.approvalId ? { approvalId: String(data.approvalId) } : {}),
           status: data.status as ToolCallRecord['status'],
           args: (data.args ?? previous?.args ?? {}) as Record<string, unknown>,
         });

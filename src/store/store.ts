@@ -54,6 +54,8 @@ export interface ToolCallRecord {
   status: 'awaiting_approval' | 'executing' | 'success' | 'error' | 'cancelled';
   args: Record<string, unknown>;
   output?: string;
+  /** The approval that let it run (or declined it), when it needed one. */
+  approvalId?: string;
 }
 
 export interface Thought {
@@ -88,6 +90,37 @@ export interface EventRecord {
   data: Record<string, unknown>;
   createdAt: string;
 }
+
+/** Where an approval stands: waiting, or decided once and for all. */
+export type ApprovalStatus = 'pending' | 'approved' | 'rejected' | 'expired' | 'cancelled';
+export type ApprovalOutcome = 'proceed_once' | 'proceed_always' | 'cancel';
+
+/** One tool call that waited for a person: the audit trail of API.md section 7. */
+export interface ApprovalRecord {
+  id: string;
+  taskId: string;
+  callId: string;
+  /** The name the model used. */
+  toolName: string;
+  server: string;
+  tool: string;
+  /** The arguments asked about (scrubbed). */
+  args: Record<string, unknown>;
+  /** SHA-256 of server + tool + arguments: what the decision is bound to. */
+  digest: string;
+  status: ApprovalStatus;
+  outcome: ApprovalOutcome | null;
+  reason: string | null;
+  /** `key:<id>` or `user:<id>` of whoever decided; `system` for expiry and cancels. */
+  decidedBy: string | null;
+  /** True when the decision replaced the arguments. */
+  argsEdited: boolean;
+  requestedAt: string;
+  decidedAt: string | null;
+  expiresAt: string | null;
+}
+
+export type ApprovalDecision = Pick<ApprovalRecord, 'status' | 'outcome' | 'reason' | 'decidedBy' | 'argsEdited' | 'decidedAt'>;
 
 export interface ApiKeyRecord {
   id: string;
@@ -162,6 +195,13 @@ export interface Store {
   /** Events with seq > afterSeq (and <= untilSeq when given), oldest first, at most `limit`. */
   listEvents(taskId: string, afterSeq: number, limit: number, untilSeq?: number): Promise<EventRecord[]>;
   snapshot(taskId: string): Promise<TaskSnapshot | undefined>;
+
+  createApproval(approval: ApprovalRecord): Promise<void>;
+  /** Records a decision if the approval is still pending; false when it was decided already (exactly once). */
+  decideApproval(taskId: string, callId: string, decision: ApprovalDecision): Promise<boolean>;
+  getApproval(taskId: string, callId: string): Promise<ApprovalRecord | undefined>;
+  /** A task's approvals, oldest first. */
+  listApprovals(taskId: string): Promise<ApprovalRecord[]>;
 
   close(): Promise<void>;
 }

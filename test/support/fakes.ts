@@ -14,7 +14,7 @@ export class FakeToolRouter implements ToolRouter {
   readonly sessions: ToolSessionRequest[] = [];
   openSessions = 0;
 
-  constructor(private readonly tools: Record<string, { description?: string; handler: FakeToolHandler; server?: string }>) {}
+  constructor(private readonly tools: Record<string, { description?: string; handler: FakeToolHandler; server?: string; annotations?: { readOnlyHint?: boolean }; inputSchema?: Record<string, unknown> }>) {}
 
   async openSession(request: ToolSessionRequest): Promise<ToolSession> {
     this.sessions.push(request);
@@ -22,8 +22,12 @@ export class FakeToolRouter implements ToolRouter {
     let closed = false;
     return {
       listTools: async (): Promise<ToolDefinition[]> =>
-        Object.entries(this.tools).map(([name, tool]) => ({ name, description: tool.description ?? name, inputSchema: { type: 'object' } })),
+        Object.entries(this.tools).map(([name, tool]) => ({ name, description: tool.description ?? name, inputSchema: tool.inputSchema ?? { type: 'object' } })),
       serverOf: (name) => this.tools[name]?.server,
+      toolInfo: (name) => {
+        const tool = this.tools[name];
+        return tool ? { server: tool.server ?? 'fake', tool: name, ...(tool.annotations ? { annotations: tool.annotations } : {}), inputSchema: tool.inputSchema ?? { type: 'object' } } : undefined;
+      },
       callTool: async (call, context) => {
         this.calls.push(call);
         const tool = this.tools[call.name];

@@ -1,0 +1,164 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { Ajv } from 'ajv';
+import type { ValidateFunction } from 'ajv';
+import { ServiceError } from '../errors.js';
+import { canonicalJson } from '../mcp/mcpPool.js';
+import type { ApprovalOutcome, ApprovalRecord, Store } from '../store/store.js';
+import type { Scrubber } from './scrubber.js';
+import type { ToolInfo } from './toolRouter.js';
+
+/** A person's answer to a pending approval. */
+export interface ApprovalAnswer {
+  outcome: ApprovalOutcome;
+  reason?: string;
+  /** Replacement arguments, already validated against the tool's input schema. */
+  args?: Record<string, unknown>;
+}
+
+interface Waiter {
+  inputSchema?: Record<string, unknown>;
+  resolve: (answer: ApprovalAnswer) => void;
+}
+
+export interface ApprovalRequest {
+  taskId: string;
+  callId: string;
+  toolName: string;
+  info: ToolInfo;
+  args: Record<string, unknown>;
+  scrubber: Scrubber;
+  /** Ends the wait as `cancel` with reason `expired`. */
+  timeoutMs?: number;
+  /** Aborting cancels the approval and rejects with the signal's reason. */
+  signal: AbortSignal;
+}
+
+/**
+ * The pending decisions of running tasks. An approval is stored before anyone is asked, bound to a
+ * digest of server + tool + arguments, and decided exactly once: the store's guarded update is what
+ * makes two concurrent approvals of one call run it at most once.
+ */
+export class ApprovalGate {
+  private readonly waiters = new Map<string, Waiter>();
+  private readonly ajv = new Ajv({ allErrors: true, strict: false });
+  private readonly validators = new Map<string, ValidateFunction>();
+
+  constructor(private readonly store: Store) {}
+
+  /** Records a pending approval; `answer` resolves with the decision. */
+  async request(request: ApprovalRequest): Promise<{ record: ApprovalRecord; answer: Promise<ApprovalAnswer> }> {
+    const now = Date.now();
+    const record: ApprovalRecord = {
+      id: `apr_${randomUUID().replace(/-/g, '')}`,
+      taskId: request.taskId,
+      callId: request.callId,
+      toolName: request.toolName,
+      server: request.info.server,
+      tool: request.info.tool,
+      args: request.scrubber.value(request.args),
+      digest: approvalDigest(request.info.server, request.info.tool, request.args),
+      status: 'pending',
+      outcome: null,
+      reason: null,
+      decidedBy: null,
+      argsEdited: false,
+      requestedAt: new Date(now).toISOString(),
+      decidedAt: null,
+      expiresAt: request.timeoutMs ? new Date(now + request.timeoutMs).toISOString() : null,
+    };
+    await this.store.createApproval(record);
+    const key = waiterKey(request.taskId, request.callId);
+    const answer = new Promise<ApprovalAnswer>((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined;
+      const settle = () => {
+        if (timer) clearTimeout(timer);
+        request.signal.removeEventListener('abort', onAbort);
+        this.waiters.delete(key);
+      };
+      const onAbort = () => {
+        settle();
+        void this.close(request.taskId, request.callId, 'cancelled', 'the task was cancelled').finally(() => reject(request.signal.reason));
+      };
+      this.waiters.set(key, {
+        ...(request.info.inputSchema ? { inputSchema: request.info.inputSchema } : {}),
+        resolve: (value) => {
+          settle();
+          resolve(value);
+        },
+      });
+      if (request.timeoutMs) {
+        timer = setTimeout(() => {
+          void this.close(request.taskId, request.callId, 'expired', 'expired').then((closed) => {
+            if (closed) this.waiters.get(key)?.resolve({ outcome: 'cancel', reason: 'expired' });
+          });
+        }, request.timeoutMs);
+        timer.unref();
+      }
+      if (request.signal.aborted) onAbort();
+      else request.signal.addEventListener('abort', onAbort, { once: true });
+    });
+    return { record, answer };
+  }
+
+  /**
+   * Decides a pending approval for a caller (POST .../approve). NOT_FOUND for an unknown call,
+   * VALIDATION_ERROR for arguments the tool's schema refuses, CONFLICT when already decided.
+   */
+  async decide(taskId: string, callId: string, answer: { outcome: ApprovalOutcome; reason?: string; args?: Record<string, unknown> }, decidedBy: string): Promise<ApprovalRecord> {
+    const record = await this.store.getApproval(taskId, callId);
+    if (!record) throw new ServiceError('NOT_FOUND', 'No tool call with that id is waiting for approval in this task');
+    if (record.status !== 'pending') throw new ServiceError('CONFLICT', `The tool call was already decided (${record.status})`);
+    const waiter = this.waiters.get(waiterKey(taskId, callId));
+    if (!waiter) throw new ServiceError('CONFLICT', 'The tool call is no longer waiting: its task is not running');
+    if (answer.args && answer.outcome !== 'cancel') this.validate(waiter.inputSchema, answer.args);
+    const approved = answer.outcome !== 'cancel';
+    const decided = await this.store.decideApproval(taskId, callId, {
+      status: approved ? 'approved' : 'rejected',
+      outcome: answer.outcome,
+      reason: answer.reason ?? null,
+      decidedBy,
+      argsEdited: approved && answer.args !== undefined,
+      decidedAt: new Date().toISOString(),
+    });
+    if (!decided) throw new ServiceError('CONFLICT', 'The tool call was already decided');
+    waiter.resolve({ outcome: answer.outcome, ...(answer.reason ? { reason: answer.reason } : {}), ...(approved && answer.args ? { args: answer.args } : {}) });
+    return (await this.store.getApproval(taskId, callId))!;
+  }
+
+  /** Closes every pending approval of a task that stopped waiting (restart, failure). */
+  async closeAll(taskId: string, reason: string): Promise<void> {
+    for (const approval of await this.store.listApprovals(taskId)) {
+      if (approval.status === 'pending') await this.close(taskId, approval.callId, 'cancelled', reason);
+    }
+  }
+
+  private close(taskId: string, callId: string, status: 'expired' | 'cancelled', reason: string): Promise<boolean> {
+    return this.store.decideApproval(taskId, callId, { status, outcome: 'cancel', reason, decidedBy: 'system', argsEdited: false, decidedAt: new Date().toISOString() });
+  }
+
+  private validate(schema: Record<string, unknown> | undefined, args: Record<string, unknown>): void {
+    if (!schema) return;
+    const key = JSON.stringify(schema);
+    let validate = this.validators.get(key);
+    if (!validate) {
+      try {
+        validate = this.ajv.compile(schema);
+      } catch {
+        return; // A schema ajv cannot compile is the server's problem; the server validates again.
+      }
+      this.validators.set(key, validate);
+    }
+    if (validate(args)) return;
+    const details = (validate.errors ?? []).map((e) => ({ path: `/args${e.instancePath}`, message: e.message ?? 'is invalid' }));
+    throw new ServiceError('VALIDATION_ERROR', `The edited arguments do not match the tool's input schema: ${details[0]?.path} ${details[0]?.message}`, { details });
+  }
+}
+
+/** What an approval is bound to: server, tool and the exact arguments. */
+export function approvalDigest(server: string, tool: string, args: Record<string, unknown>): string {
+  return createHash('sha256').update(canonicalJson({ server, tool, args })).digest('hex');
+}
+
+function waiterKey(taskId: string, callId: string): string {
+  return `${taskId}\u0000${callId}`;
+}

@@ -1,0 +1,32 @@
+import type { ProjectConfig, ToolPolicyRule } from '../config.js';
+import type { ToolInfo } from './toolRouter.js';
+
+/** What the gate decided for one call, and why. */
+export interface PolicyDecision {
+  decision: 'allow' | 'ask' | 'deny';
+  /** The rule's reason, or how the decision was reached when no rule matched. */
+  reason?: string;
+  /** The rule that decided, if one did. */
+  rule?: ToolPolicyRule;
+}
+
+/**
+ * Decides whether a call runs, waits for a person, or never runs (API.md section 7): among the
+ * rules that match server and tool, deny wins over ask over allow; with none, a trusted readOnlyHint
+ * allows; else the task's autoExecute decides.
+ */
+export function decide(project: ProjectConfig, tool: Pick<ToolInfo, 'server' | 'tool' | 'annotations'>, autoExecute: boolean): PolicyDecision {
+  const matching = (project.toolPolicies ?? []).filter((rule) => (rule.server === undefined || globMatch(rule.server, tool.server)) && globMatch(rule.tool, tool.tool));
+  for (const decision of ['deny', 'ask', 'allow'] as const) {
+    const rule = matching.find((r) => r.decision === decision);
+    if (rule) return { decision, rule, ...(rule.reason ? { reason: rule.reason } : {}) };
+  }
+  if (project.trustAnnotations && tool.annotations?.readOnlyHint === true) return { decision: 'allow', reason: 'read-only tool (trusted annotation)' };
+  return autoExecute ? { decision: 'allow', reason: 'autoExecute' } : { decision: 'ask', reason: 'autoExecute is false' };
+}
+
+/** `*` matches any run of characters; everything else is literal. */
+export function globMatch(pattern: string, name: string): boolean {
+  const regex = new RegExp(`^${pattern.split('*').map((part) => part.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*')}$`);
+  return regex.test(name);
+}

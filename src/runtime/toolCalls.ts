@@ -1,0 +1,119 @@
+import type { ProjectConfig } from '../config.js';
+import { describeError } from '../errors.js';
+import type { ContentBlock } from '../model/modelClient.js';
+import type { TaskRecord, ToolCallRecord } from '../store/store.js';
+import type { ApprovalAnswer, ApprovalGate } from './approvalGate.js';
+import { decide } from './approvalPolicy.js';
+import { toolResultText } from './conversation.js';
+import type { EventType } from './events.js';
+import type { TaskSession } from './sessions.js';
+import type { ToolResult } from './toolRouter.js';
+
+/** The most of a tool's output that an event carries; the model gets the whole result. */
+export const EVENT_OUTPUT_LIMIT_CHARS = 64 * 1024;
+
+/** The `_meta` key under which an executed call carries the approval that allowed it. */
+export const APPROVAL_META_KEY = 'io.airlock/approvalId';
+
+/** Emits one event of the run. */
+export type EmitEvent = (type: EventType, data: Record<string, unknown>) => Promise<unknown>;
+
+/** The calls of one model turn: they may all wait for approval at once. */
+export interface TurnContext {
+  task: TaskRecord;
+  project: ProjectConfig;
+  session: TaskSession;
+  signal: AbortSignal;
+  emit: EmitEvent;
+  /** Moves the task to awaiting_approval when the first call starts waiting, back when the last is decided. */
+  waiting: { enter(): Promise<void>; leave(): Promise<void> };
+}
+
+type ToolUse = Extract<ContentBlock, { type: 'tool_use' }>;
+
+/**
+ * Runs one tool call through the approval gate (API.md section 7): policy deny never runs and
+ * tells the model why; ask records a pending approval and waits for a person; allow (or an
+ * approval) executes with the approval id in the MCP request's _meta.
+ */
+export class ToolCalls {
+  constructor(private readonly gate: ApprovalGate) {}
+
+  async run(turn: TurnContext, call: ToolUse): Promise<{ result: ToolResult; record: ToolCallRecord }> {
+    const { session, emit, signal } = turn;
+    const tools = session.tools!;
+    const info = tools.toolInfo(call.name);
+    const server = tools.serverOf(call.name);
+    const base = { callId: call.id, toolName: call.name, ...(server ? { server } : {}), args: call.input };
+    let args = call.input;
+    let approvalId: string | undefined;
+
+    if (info) {
+      const verdict = session.alwaysAllowed.has(call.name) ? { decision: 'allow' as const } : decide(turn.project, info, turn.task.autoExecute);
+      switch (verdict.decision) {
+        case 'deny': {
+          const text = `The tool call was denied by policy${verdict.reason ? `: ${verdict.reason}` : ''}. It did not run.`;
+          await emit('tool_call', { ...base, status: 'error' });
+          return this.finish(turn, base, { content: [{ type: 'text', text }], isError: true }, 'error');
+        }
+        case 'ask': {
+          const { record, answer } = await this.gate.request({
+            taskId: turn.task.id, callId: call.id, toolName: call.name, info, args, scrubber: session.scrubber, signal,
+            ...(turn.project.approvalTimeoutMs ? { timeoutMs: turn.project.approvalTimeoutMs } : {}),
+          });
+          approvalId = record.id;
+          await turn.waiting.enter();
+          await emit('tool_call', { ...base, status: 'awaiting_approval', approvalId });
+          let decision: ApprovalAnswer;
+          try {
+            decision = await answer;
+          } finally {
+            await turn.waiting.leave();
+          }
+          if (decision.outcome === 'cancel') {
+            const text = decision.reason === 'expired'
+              ? 'Nobody approved this tool call in time, so it did not run.'
+              : `The user declined this tool call${decision.reason ? `: ${decision.reason}` : ''}. It did not run.`;
+            return this.finish(turn, { ...base, approvalId }, { content: [{ type: 'text', text }], isError: true }, 'cancelled');
+          }
+          if (decision.outcome === 'proceed_always') session.alwaysAllowed.add(call.name);
+          if (decision.args) args = decision.args;
+          break;
+        }
+        case 'allow':
+          break;
+      }
+    }
+
+    const executed = { ...base, args, ...(approvalId ? { approvalId } : {}) };
+    await emit('tool_call', { ...executed, status: 'executing' });
+    let result: ToolResult;
+    try {
+      result = await tools.callTool({ callId: call.id, name: call.name, args }, {
+        signal,
+        onProgress: (progress) => void emit('tool_progress', { callId: call.id, ...progress }),
+        ...(approvalId ? { meta: { [APPROVAL_META_KEY]: approvalId } } : {}),
+      });
+    } catch (err) {
+      if (signal.aborted) {
+        await emit('tool_result', { callId: call.id, status: 'cancelled', output: 'The call was cancelled.' });
+        throw err;
+      }
+      // The seam promises error results, not exceptions; a throw is reported to the model all the same.
+      result = { content: [{ type: 'text', text: `Tool failed: ${describeError(err)}` }], isError: true };
+    }
+    if (args !== call.input) result = { ...result, content: [{ type: 'text', text: `(The user changed the arguments before approving: ${JSON.stringify(args)})` }, ...result.content] };
+    return this.finish(turn, executed, result, result.isError ? 'error' : 'success');
+  }
+
+  private async finish(turn: TurnContext, base: Omit<ToolCallRecord, 'status' | 'output'> & { approvalId?: string }, result: ToolResult, status: ToolCallRecord['status']) {
+    const output = capText(turn.session.scrubber.text(toolResultText(result.content)), EVENT_OUTPUT_LIMIT_CHARS);
+    await turn.emit('tool_result', { callId: base.callId, status, output, ...(base.approvalId ? { approvalId: base.approvalId } : {}) });
+    return { result, record: { ...base, status, output } as ToolCallRecord };
+  }
+}
+
+export function capText(text: string, limit: number): string {
+  if (text.length <= limit) return text;
+  return `${text.slice(0, limit)}\n[… ${text.length - limit} more characters not shown]`;
+}
