@@ -1,5 +1,6 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { Ajv } from 'ajv';
+import { Ajv2020 } from 'ajv/dist/2020.js';
 import type { ValidateFunction } from 'ajv';
 import { ServiceError } from '../errors.js';
 import { canonicalJson } from '../mcp/mcpPool.js';
@@ -13,6 +14,8 @@ export interface ApprovalAnswer {
   reason?: string;
   /** Replacement arguments, already validated against the tool's input schema. */
   args?: Record<string, unknown>;
+  /** True when nobody answered in time (the system cancelled it). */
+  expired?: boolean;
 }
 
 interface Waiter {
@@ -40,7 +43,9 @@ export interface ApprovalRequest {
  */
 export class ApprovalGate {
   private readonly waiters = new Map<string, Waiter>();
+  // MCP tools declare draft-07 or 2020-12 schemas (zod 4 emits 2020-12); each needs its own Ajv.
   private readonly ajv = new Ajv({ allErrors: true, strict: false });
+  private readonly ajv2020 = new Ajv2020({ allErrors: true, strict: false });
   private readonly validators = new Map<string, ValidateFunction>();
 
   constructor(private readonly store: Store) {}
@@ -77,7 +82,8 @@ export class ApprovalGate {
       };
       const onAbort = () => {
         settle();
-        void this.close(request.taskId, request.callId, 'cancelled', 'the task was cancelled').finally(() => reject(request.signal.reason));
+        const why = request.signal.reason instanceof Error ? request.signal.reason.message : 'the task stopped';
+        void this.close(request.taskId, request.callId, 'cancelled', why).finally(() => reject(request.signal.reason));
       };
       this.waiters.set(key, {
         ...(request.info.inputSchema ? { inputSchema: request.info.inputSchema } : {}),
@@ -89,7 +95,7 @@ export class ApprovalGate {
       if (request.timeoutMs) {
         timer = setTimeout(() => {
           void this.close(request.taskId, request.callId, 'expired', 'expired').then((closed) => {
-            if (closed) this.waiters.get(key)?.resolve({ outcome: 'cancel', reason: 'expired' });
+            if (closed) this.waiters.get(key)?.resolve({ outcome: 'cancel', reason: 'expired', expired: true });
           });
         }, request.timeoutMs);
         timer.unref();
@@ -141,10 +147,13 @@ export class ApprovalGate {
     const key = JSON.stringify(schema);
     let validate = this.validators.get(key);
     if (!validate) {
+      const { $schema, ...body } = schema;
+      const dialect = typeof $schema === 'string' && $schema.includes('2020-12') ? this.ajv2020 : this.ajv;
       try {
-        validate = this.ajv.compile(schema);
-      } catch {
-        return; // A schema ajv cannot compile is the server's problem; the server validates again.
+        validate = dialect.compile(body);
+      } catch (err) {
+        // Unvalidated edits must not run: refuse them, the call stays pending.
+        throw new ServiceError('VALIDATION_ERROR', `The tool's input schema cannot be used to check edited arguments (${(err as Error).message}); approve without args or cancel`);
       }
       this.validators.set(key, validate);
     }

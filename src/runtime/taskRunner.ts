@@ -58,7 +58,7 @@ export class TaskRunner {
   }
 
   // awaiting_approval while any call of the turn waits for a person (parallel calls may all wait).
-  private waiting(taskId: string, emit: Emit): TurnContext['waiting'] {
+  private waiting(taskId: string, emit: Emit, signal: AbortSignal): TurnContext['waiting'] {
     let count = 0;
     const { store } = this.options;
     return {
@@ -66,7 +66,8 @@ export class TaskRunner {
         if (count++ === 0 && (await store.transitionTask(taskId, ['running'], { status: 'awaiting_approval' }))) await emit('status', { status: 'awaiting_approval' });
       },
       leave: async () => {
-        if (--count === 0 && (await store.transitionTask(taskId, ['awaiting_approval'], { status: 'running' }))) await emit('status', { status: 'running' });
+        // A cancelled run goes from awaiting_approval straight to cancelled.
+        if (--count === 0 && !signal.aborted && (await store.transitionTask(taskId, ['awaiting_approval'], { status: 'running' }))) await emit('status', { status: 'running' });
       },
     };
   }
@@ -177,7 +178,7 @@ export class TaskRunner {
           await this.storeAssistant(task.id, session, text, thoughts, []);
           return answers.join('\n\n');
         case 'tools': {
-          const turnContext = { task, project: this.options.projectFor(task.projectId), session, signal, emit, waiting: this.waiting(task.id, emit) };
+          const turnContext = { task, project: this.options.projectFor(task.projectId), session, signal, emit, waiting: this.waiting(task.id, emit, signal) };
           const records = await Promise.all(next.calls.map((call) => this.toolCalls.run(turnContext, call)));
           pushUser(conversation, records.map(({ result, record }) => ({ type: 'tool_result' as const, toolUseId: record.callId, content: result.content, isError: result.isError })));
           await this.storeAssistant(task.id, session, text, thoughts, records.map((r) => r.record));

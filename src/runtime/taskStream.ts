@@ -159,9 +159,11 @@ export class TaskStreams {
     if (state.partial) frames.push({ event: 'content', data: { text: state.partial, isPartial: true }, id: until });
     for (const thought of state.thoughts) frames.push({ event: 'thought', data: thought, id: until });
     for (const call of state.toolCalls) {
-      const status = call.output === undefined ? call.status : 'executing';
+      // A call with a result is shown as its last tool_call said (executing, or awaiting_approval
+      // for one declined, or error for one denied), then its result.
+      const status = call.output === undefined ? call.status : (state.callStatuses.get(call.callId) ?? 'executing');
       frames.push({ event: 'tool_call', data: { callId: call.callId, toolName: call.toolName, ...(call.server ? { server: call.server } : {}), status, args: call.args, ...(call.approvalId ? { approvalId: call.approvalId } : {}) }, id: until });
-      if (call.output !== undefined) frames.push({ event: 'tool_result', data: { callId: call.callId, status: call.status, output: call.output }, id: until });
+      if (call.output !== undefined) frames.push({ event: 'tool_result', data: { callId: call.callId, status: call.status, output: call.output, ...(call.approvalId ? { approvalId: call.approvalId } : {}) }, id: until });
     }
     return frames;
   }

@@ -3,6 +3,7 @@ import { describeError } from '../errors.js';
 import type { ContentBlock } from '../model/modelClient.js';
 import type { TaskRecord, ToolCallRecord } from '../store/store.js';
 import type { ApprovalAnswer, ApprovalGate } from './approvalGate.js';
+import { canonicalJson } from '../mcp/mcpPool.js';
 import { decide } from './approvalPolicy.js';
 import { toolResultText } from './conversation.js';
 import type { EventType } from './events.js';
@@ -42,7 +43,9 @@ export class ToolCalls {
   async run(turn: TurnContext, call: ToolUse): Promise<{ result: ToolResult; record: ToolCallRecord }> {
     const { session, emit, signal } = turn;
     const tools = session.tools!;
-    const info = tools.toolInfo(call.name);
+    // A tool the session has not listed yet (its list_changed was lost) is listed before the gate
+    // decides, so no call reaches a server without passing the policy.
+    const info = tools.toolInfo(call.name) ?? (await tools.listTools({ refresh: true }), tools.toolInfo(call.name));
     const server = tools.serverOf(call.name);
     const base = { callId: call.id, toolName: call.name, ...(server ? { server } : {}), args: call.input };
     let args = call.input;
@@ -67,17 +70,21 @@ export class ToolCalls {
           let decision: ApprovalAnswer;
           try {
             decision = await answer;
+          } catch (err) {
+            // The task stopped while the call waited: it never ran, and the stream says so.
+            await emit('tool_result', { callId: call.id, status: 'cancelled', output: 'The task stopped before this call was approved; it did not run.', approvalId });
+            throw err;
           } finally {
             await turn.waiting.leave();
           }
           if (decision.outcome === 'cancel') {
-            const text = decision.reason === 'expired'
+            const text = decision.expired
               ? 'Nobody approved this tool call in time, so it did not run.'
               : `The user declined this tool call${decision.reason ? `: ${decision.reason}` : ''}. It did not run.`;
             return this.finish(turn, { ...base, approvalId }, { content: [{ type: 'text', text }], isError: true }, 'cancelled');
           }
           if (decision.outcome === 'proceed_always') session.alwaysAllowed.add(call.name);
-          if (decision.args) args = decision.args;
+          if (decision.args && canonicalJson(decision.args) !== canonicalJson(args)) args = decision.args;
           break;
         }
         case 'allow':

@@ -49,8 +49,8 @@ export interface ToolResult {
 
 /** The tools of one task session, and the way to call them. */
 export interface ToolSession {
-  /** The tools the model may call now. */
-  listTools(): Promise<ToolDefinition[]>;
+  /** The tools the model may call now; `refresh` asks the servers again instead of a cache. */
+  listTools(options?: { refresh?: boolean }): Promise<ToolDefinition[]>;
   /** The server a tool name belongs to, if known (for events). */
   serverOf(name: string): string | undefined;
   /** Where a tool lives and what its server says of it, for a name listed this session. */

@@ -10,12 +10,14 @@ export interface TurnState {
   partial: string;
   thoughts: Thought[];
   toolCalls: ToolCallRecord[];
+  /** Each call's status as its last `tool_call` event gave it (before any result). */
+  callStatuses: Map<string, ToolCallRecord['status']>;
   /** When the last event folded in was created. */
   updatedAt: string | null;
 }
 
 export function emptyTurnState(): TurnState {
-  return { content: '', finished: [], partial: '', thoughts: [], toolCalls: [], updatedAt: null };
+  return { content: '', finished: [], partial: '', thoughts: [], toolCalls: [], callStatuses: new Map(), updatedAt: null };
 }
 
 /**
@@ -27,6 +29,7 @@ export function foldEvents(events: Iterable<EventRecord>): TurnState {
   let partial = '';
   const thoughts: Thought[] = [];
   const calls = new Map<string, ToolCallRecord>();
+  const callStatuses = new Map<string, ToolCallRecord['status']>();
   let updatedAt: string | null = null;
 
   for (const event of events) {
@@ -47,6 +50,7 @@ export function foldEvents(events: Iterable<EventRecord>): TurnState {
       case 'tool_call': {
         const callId = String(data.callId);
         const previous = calls.get(callId);
+        callStatuses.set(callId, data.status as ToolCallRecord['status']);
         calls.set(callId, {
           ...previous,
           callId,
@@ -67,5 +71,5 @@ export function foldEvents(events: Iterable<EventRecord>): TurnState {
     }
   }
   const content = [...finished, ...(partial ? [partial] : [])].join('\n\n');
-  return { content, finished, partial, thoughts, toolCalls: [...calls.values()], updatedAt };
+  return { content, finished, partial, thoughts, toolCalls: [...calls.values()], callStatuses, updatedAt };
 }
