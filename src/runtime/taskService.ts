@@ -234,6 +234,11 @@ export class TaskService {
       run.finish();
       await this.interrupt(taskId, 'Airlock shut down before this task started; send a follow-up to run it');
     }
+    // Nobody can approve once the server stops accepting requests: waiting runs stop now rather
+    // than hold the grace period.
+    for (const [taskId, run] of this.runs) {
+      if ((await this.options.store.getTask(taskId))?.status === 'awaiting_approval') run.controller.abort(new RunAbort('shutdown'));
+    }
     const all = () => Promise.allSettled([...this.runs.values()].map((run) => run.done));
     if (!(await within(all(), graceMs))) {
       for (const run of this.runs.values()) run.controller.abort(new RunAbort('shutdown'));

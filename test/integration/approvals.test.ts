@@ -794,3 +794,36 @@ describe('Approving built-in tool calls with edited arguments', function () {
     }
   });
 });
+
+describe('Shutdown while a call waits for approval', function () {
+  this.timeout(30_000);
+
+  it('stops the waiting task at once instead of holding the grace period, and closes its approval', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'airlock-approval-shutdown-'));
+    await writeFile(join(dir, 'airlock.config.json'), JSON.stringify({ server: { shutdownGraceMs: 20_000 } }));
+    const tools = new FakeToolRouter({ act: { handler: () => text('acted') } });
+    const dataDir = join(dir, 'data');
+    const env = { AIRLOCK_CONFIG: join(dir, 'airlock.config.json') };
+    const airlock = await startTestAirlock({ env, dataDir, overrides: { toolRouter: tools } });
+    let next: TestAirlock | undefined;
+    try {
+      const res = await airlock.api('/tasks', { method: 'POST', json: { message: '/call act {}', autoExecute: false } });
+      const id = res.body.data.id;
+      await waitForStatus(airlock, id, ['awaiting_approval']);
+      const started = Date.now();
+      await airlock.close();
+      expect(Date.now() - started).to.be.below(10_000);
+      expect(tools.calls).to.deep.equal([]);
+      next = await startTestAirlock({ env, dataDir, overrides: { toolRouter: tools } });
+      const task = (await next.api(`/tasks/${id}`)).body.data;
+      expect(task.status).to.equal('failed');
+      expect(task.error.message).to.match(/shut down/);
+      const [approval] = (await next.api(`/tasks/${id}/approvals`)).body.data.approvals;
+      expect(approval).to.include({ status: 'cancelled', decidedBy: 'system' });
+    } finally {
+      await airlock.stop();
+      await next?.stop();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
