@@ -20,6 +20,9 @@ export interface ApprovalAnswer {
 
 interface Waiter {
   inputSchema?: Record<string, unknown>;
+  /** The arguments asked about, to tell a real edit from the same arguments sent back. */
+  args: Record<string, unknown>;
+  scrubber: Scrubber;
   resolve: (answer: ApprovalAnswer) => void;
 }
 
@@ -30,6 +33,8 @@ export interface ApprovalRequest {
   info: ToolInfo;
   args: Record<string, unknown>;
   scrubber: Scrubber;
+  /** Why the gate asked (recorded in the audit trail). */
+  policy?: string;
   /** Ends the wait as `cancel` with reason `expired`. */
   timeoutMs?: number;
   /** Aborting cancels the approval and rejects with the signal's reason. */
@@ -67,6 +72,8 @@ export class ApprovalGate {
       reason: null,
       decidedBy: null,
       argsEdited: false,
+      editedArgs: null,
+      policy: request.policy ?? null,
       requestedAt: new Date(now).toISOString(),
       decidedAt: null,
       expiresAt: request.timeoutMs ? new Date(now + request.timeoutMs).toISOString() : null,
@@ -87,6 +94,8 @@ export class ApprovalGate {
       };
       this.waiters.set(key, {
         ...(request.info.inputSchema ? { inputSchema: request.info.inputSchema } : {}),
+        args: request.args,
+        scrubber: request.scrubber,
         resolve: (value) => {
           settle();
           resolve(value);
@@ -118,16 +127,18 @@ export class ApprovalGate {
     if (!waiter) throw new ServiceError('CONFLICT', 'The tool call is no longer waiting: its task is not running');
     if (answer.args && answer.outcome !== 'cancel') this.validate(waiter.inputSchema, answer.args);
     const approved = answer.outcome !== 'cancel';
+    const edited = approved && answer.args !== undefined && canonicalJson(answer.args) !== canonicalJson(waiter.args);
     const decided = await this.store.decideApproval(taskId, callId, {
       status: approved ? 'approved' : 'rejected',
       outcome: answer.outcome,
       reason: answer.reason ?? null,
       decidedBy,
-      argsEdited: approved && answer.args !== undefined,
+      argsEdited: edited,
+      editedArgs: edited ? waiter.scrubber.value(answer.args!) : null,
       decidedAt: new Date().toISOString(),
     });
     if (!decided) throw new ServiceError('CONFLICT', 'The tool call was already decided');
-    waiter.resolve({ outcome: answer.outcome, ...(answer.reason ? { reason: answer.reason } : {}), ...(approved && answer.args ? { args: answer.args } : {}) });
+    waiter.resolve({ outcome: answer.outcome, ...(answer.reason ? { reason: answer.reason } : {}), ...(edited ? { args: answer.args! } : {}) });
     return (await this.store.getApproval(taskId, callId))!;
   }
 
@@ -139,7 +150,7 @@ export class ApprovalGate {
   }
 
   private close(taskId: string, callId: string, status: 'expired' | 'cancelled', reason: string): Promise<boolean> {
-    return this.store.decideApproval(taskId, callId, { status, outcome: 'cancel', reason, decidedBy: 'system', argsEdited: false, decidedAt: new Date().toISOString() });
+    return this.store.decideApproval(taskId, callId, { status, outcome: 'cancel', reason, decidedBy: 'system', argsEdited: false, editedArgs: null, decidedAt: new Date().toISOString() });
   }
 
   private validate(schema: Record<string, unknown> | undefined, args: Record<string, unknown>): void {

@@ -3,7 +3,6 @@ import { describeError } from '../errors.js';
 import type { ContentBlock } from '../model/modelClient.js';
 import type { TaskRecord, ToolCallRecord } from '../store/store.js';
 import type { ApprovalAnswer, ApprovalGate } from './approvalGate.js';
-import { canonicalJson } from '../mcp/mcpPool.js';
 import { decide } from './approvalPolicy.js';
 import { toolResultText } from './conversation.js';
 import type { EventType } from './events.js';
@@ -62,6 +61,7 @@ export class ToolCalls {
         case 'ask': {
           const { record, answer } = await this.gate.request({
             taskId: turn.task.id, callId: call.id, toolName: call.name, info, args, scrubber: session.scrubber, signal,
+            ...(verdict.reason ? { policy: verdict.reason } : {}),
             ...(turn.project.approvalTimeoutMs ? { timeoutMs: turn.project.approvalTimeoutMs } : {}),
           });
           approvalId = record.id;
@@ -84,7 +84,7 @@ export class ToolCalls {
             return this.finish(turn, { ...base, approvalId }, { content: [{ type: 'text', text }], isError: true }, 'cancelled');
           }
           if (decision.outcome === 'proceed_always') session.alwaysAllowed.add(call.name);
-          if (decision.args && canonicalJson(decision.args) !== canonicalJson(args)) args = decision.args;
+          if (decision.args) args = decision.args;
           break;
         }
         case 'allow':

@@ -33,7 +33,7 @@ const MIGRATIONS = [
   `CREATE TABLE approvals (
      id TEXT PRIMARY KEY, task_id TEXT NOT NULL REFERENCES tasks(id), call_id TEXT NOT NULL,
      tool_name TEXT NOT NULL, server TEXT NOT NULL, tool TEXT NOT NULL, args TEXT NOT NULL, digest TEXT NOT NULL,
-     status TEXT NOT NULL, outcome TEXT, reason TEXT, decided_by TEXT, args_edited INTEGER NOT NULL DEFAULT 0,
+     status TEXT NOT NULL, outcome TEXT, reason TEXT, decided_by TEXT, args_edited INTEGER NOT NULL DEFAULT 0, edited_args TEXT, policy TEXT,
      requested_at TEXT NOT NULL, decided_at TEXT, expires_at TEXT);
    CREATE UNIQUE INDEX approvals_by_call ON approvals(task_id, call_id);`,
 ];
@@ -41,7 +41,7 @@ const MIGRATIONS = [
 interface ApprovalRow {
   id: string; task_id: string; call_id: string; tool_name: string; server: string; tool: string; args: string; digest: string;
   status: ApprovalRecord['status']; outcome: ApprovalRecord['outcome']; reason: string | null; decided_by: string | null;
-  args_edited: number; requested_at: string; decided_at: string | null; expires_at: string | null;
+  args_edited: number; edited_args: string | null; policy: string | null; requested_at: string; decided_at: string | null; expires_at: string | null;
 }
 
 interface TaskRow {
@@ -132,9 +132,9 @@ export class SqliteStore implements Store {
       events: db.prepare<[string, number, number, number], { seq: number; type: string; data: string; created_at: string }>(
         'SELECT seq, type, data, created_at FROM events WHERE task_id = ? AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?'),
       lastSeq: db.prepare<[string], { last_seq: number }>('SELECT last_seq FROM tasks WHERE id = ?'),
-      insertApproval: db.prepare(`INSERT INTO approvals (id, task_id, call_id, tool_name, server, tool, args, digest, status, outcome, reason, decided_by, args_edited, requested_at, decided_at, expires_at)
-        VALUES (@id, @taskId, @callId, @toolName, @server, @tool, @args, @digest, @status, @outcome, @reason, @decidedBy, @argsEdited, @requestedAt, @decidedAt, @expiresAt)`),
-      decideApproval: db.prepare(`UPDATE approvals SET status = @status, outcome = @outcome, reason = @reason, decided_by = @decidedBy, args_edited = @argsEdited, decided_at = @decidedAt
+      insertApproval: db.prepare(`INSERT INTO approvals (id, task_id, call_id, tool_name, server, tool, args, digest, status, outcome, reason, decided_by, args_edited, edited_args, policy, requested_at, decided_at, expires_at)
+        VALUES (@id, @taskId, @callId, @toolName, @server, @tool, @args, @digest, @status, @outcome, @reason, @decidedBy, @argsEdited, @editedArgs, @policy, @requestedAt, @decidedAt, @expiresAt)`),
+      decideApproval: db.prepare(`UPDATE approvals SET status = @status, outcome = @outcome, reason = @reason, decided_by = @decidedBy, args_edited = @argsEdited, edited_args = @editedArgs, decided_at = @decidedAt
         WHERE task_id = @taskId AND call_id = @callId AND status = 'pending'`),
       approval: db.prepare<[string, string], ApprovalRow>('SELECT * FROM approvals WHERE task_id = ? AND call_id = ?'),
       approvals: db.prepare<[string], ApprovalRow>('SELECT * FROM approvals WHERE task_id = ? ORDER BY requested_at, rowid'),
@@ -305,11 +305,11 @@ export class SqliteStore implements Store {
   }
 
   async createApproval(approval: ApprovalRecord): Promise<void> {
-    await this.write(() => this.statements.insertApproval.run({ ...approval, args: JSON.stringify(approval.args), argsEdited: approval.argsEdited ? 1 : 0 }));
+    await this.write(() => this.statements.insertApproval.run({ ...approval, args: JSON.stringify(approval.args), argsEdited: approval.argsEdited ? 1 : 0, editedArgs: approval.editedArgs && JSON.stringify(approval.editedArgs) }));
   }
 
   async decideApproval(taskId: string, callId: string, decision: ApprovalDecision): Promise<boolean> {
-    return this.write(() => this.statements.decideApproval.run({ ...decision, argsEdited: decision.argsEdited ? 1 : 0, taskId, callId }).changes > 0);
+    return this.write(() => this.statements.decideApproval.run({ ...decision, argsEdited: decision.argsEdited ? 1 : 0, editedArgs: decision.editedArgs && JSON.stringify(decision.editedArgs), taskId, callId }).changes > 0);
   }
 
   async getApproval(taskId: string, callId: string): Promise<ApprovalRecord | undefined> {
@@ -363,7 +363,8 @@ function approvalFromRow(row: ApprovalRow): ApprovalRecord {
   return {
     id: row.id, taskId: row.task_id, callId: row.call_id, toolName: row.tool_name, server: row.server, tool: row.tool,
     args: JSON.parse(row.args), digest: row.digest, status: row.status, outcome: row.outcome, reason: row.reason,
-    decidedBy: row.decided_by, argsEdited: row.args_edited === 1, requestedAt: row.requested_at, decidedAt: row.decided_at, expiresAt: row.expires_at,
+    decidedBy: row.decided_by, argsEdited: row.args_edited === 1, editedArgs: row.edited_args ? JSON.parse(row.edited_args) : null, policy: row.policy,
+    requestedAt: row.requested_at, decidedAt: row.decided_at, expiresAt: row.expires_at,
   };
 }
 

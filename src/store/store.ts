@@ -115,12 +115,16 @@ export interface ApprovalRecord {
   decidedBy: string | null;
   /** True when the decision replaced the arguments. */
   argsEdited: boolean;
+  /** The arguments the call ran with instead (scrubbed), when they were edited. */
+  editedArgs: Record<string, unknown> | null;
+  /** Why the gate asked: the matching rule's reason, or `autoExecute is false`. */
+  policy: string | null;
   requestedAt: string;
   decidedAt: string | null;
   expiresAt: string | null;
 }
 
-export type ApprovalDecision = Pick<ApprovalRecord, 'status' | 'outcome' | 'reason' | 'decidedBy' | 'argsEdited' | 'decidedAt'>;
+export type ApprovalDecision = Pick<ApprovalRecord, 'status' | 'outcome' | 'reason' | 'decidedBy' | 'argsEdited' | 'editedArgs' | 'decidedAt'>;
 
 export interface ApiKeyRecord {
   id: string;

@@ -303,6 +303,7 @@ describe('Approval gate through the task API (API.md section 7)', function () {
 
       const [entry] = await auditOf(id);
       expect(entry).to.include({ status: 'approved', argsEdited: true });
+      expect(entry.editedArgs).to.deep.equal({ n: 42, tag });
       // The audit keeps what was asked about, and the digest is bound to it.
       expect(entry.args).to.deep.equal({ n: 1, tag });
       expect(entry.digest).to.equal(approvalDigest('files', 'count', { n: 1, tag }));
@@ -788,7 +789,9 @@ describe('Approving built-in tool calls with edited arguments', function () {
       const done = await waitForStatus(airlock, id, ['completed', 'failed'], 20_000);
       expect(done.output.toolCalls[0].output).to.include('b.txt');
       const [entry] = (await airlock.api(`/tasks/${id}/approvals`)).body.data.approvals;
-      expect(entry).to.include({ status: 'approved', argsEdited: true });
+      expect(entry).to.include({ status: 'approved', argsEdited: true, policy: 'autoExecute is false' });
+      expect(entry.editedArgs).to.deep.equal({ path: 'b.txt', content: 'edited' });
+      expect(entry.args).to.deep.equal({ path: 'a.txt', content: 'first' });
     } finally {
       await airlock.stop();
     }
