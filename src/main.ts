@@ -123,8 +123,7 @@ export async function startAirlock(config: Config, overrides: AirlockOverrides =
     const forced = setTimeout(() => server.closeAllConnections(), 2_000);
     await stopped;
     clearTimeout(forced);
-    await toolRouter.close();
-    await pool.close();
+    await toolRouter.close(); // the MCP router closes the pool it was given
     await store.close();
     logger.info('stopped');
     await new Promise<void>((resolve) => logger.flush(() => resolve()));

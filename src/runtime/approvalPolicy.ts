@@ -27,6 +27,13 @@ export function decide(project: ProjectConfig, tool: Pick<ToolInfo, 'server' | '
 
 /** `*` matches any run of characters; everything else is literal. */
 export function globMatch(pattern: string, name: string): boolean {
-  const regex = new RegExp(`^${pattern.split('*').map((part) => part.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*')}$`);
+  let regex = compiled.get(pattern);
+  if (!regex) {
+    regex = new RegExp(`^${pattern.split('*').map((part) => part.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*')}$`);
+    compiled.set(pattern, regex);
+  }
   return regex.test(name);
 }
+
+// Patterns come from the config file (a bounded set) and are matched on every tool call and listing.
+const compiled = new Map<string, RegExp>();

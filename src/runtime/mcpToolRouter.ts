@@ -253,7 +253,6 @@ function filterTools(tools: Tool[], config: McpServerConfig): Tool[] {
     && !config.excludeTools?.some((pattern) => globMatch(pattern, tool.name)));
 }
 
-export { globMatch };
 
 // The config schema allows only relative paths without `..` (src/config.ts), so this stays inside.
 function resolveCwd(workspaceDir: string, cwd: string | undefined): string {

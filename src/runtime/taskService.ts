@@ -105,19 +105,14 @@ export class TaskService {
     const task = await this.visibleTask(principal, taskId);
     if (isLive(task.status)) throw new ServiceError('CONFLICT', `The task is ${task.status}; send a follow-up when it has finished`);
     const session = this.options.sessions.open(taskId);
-    const secretsChanged = session.addSecrets(input.secrets ?? {});
+    // Tools are opened per run (closed when a run ends), so new values reach MCP templates next run.
+    session.addSecrets(input.secrets ?? {});
     // Scrubbed before it is written: an env value may contain a secret's value.
     const env = input.env ? session.scrubber.value({ ...(task.env ?? {}), ...input.env }) : task.env;
     const moved = await store.transitionTask(taskId, FINISHED_STATUSES, { status: 'running', error: null, completedAt: null, env });
     if (!moved) {
       this.options.sessions.idle(taskId);
       throw new ServiceError('CONFLICT', 'The task is busy; send a follow-up when it has finished');
-    }
-    if ((secretsChanged || input.env) && session.tools) {
-      // New values may resolve MCP templates differently: reopen the tools with them.
-      const tools = session.tools;
-      session.tools = null;
-      await tools.close();
     }
     const now = new Date().toISOString();
     const message = await this.storeUserMessage(taskId, session.scrubber, input.message, input.attachedFiles, now);

@@ -9,7 +9,8 @@ import { startEchoHttpServer } from '../../fixtures/mcp/echoServer.js';
 import type { EchoHttpServer, HttpWhoami } from '../../fixtures/mcp/echoServer.js';
 import type { McpPoolConfig, McpServerConfig } from '../../src/config.js';
 import { McpPool } from '../../src/mcp/mcpPool.js';
-import { globMatch, McpToolRouter, RequiredServerError } from '../../src/runtime/mcpToolRouter.js';
+import { globMatch } from '../../src/runtime/approvalPolicy.js';
+import { McpToolRouter, RequiredServerError } from '../../src/runtime/mcpToolRouter.js';
 import type { ToolResult, ToolSession, ToolSessionRequest } from '../../src/runtime/toolRouter.js';
 import { rejection, waitFor } from '../support/harness.js';
 
