@@ -16,7 +16,7 @@ import { ScriptedModelClient } from './model/scriptedModelClient.js';
 import { createApiKey, hashApiKey } from './runtime/apiKeys.js';
 import { EventLog, InProcessEventBus } from './runtime/events.js';
 import { ApprovalGate } from './runtime/approvalGate.js';
-import { SecretRegistry } from './runtime/scrubber.js';
+import { Scrubber, SecretRegistry } from './runtime/scrubber.js';
 import { SessionRegistry } from './runtime/sessions.js';
 import { InProcessTaskQueue } from './runtime/taskQueue.js';
 import { TaskRunner } from './runtime/taskRunner.js';
@@ -79,7 +79,7 @@ export async function startAirlock(config: Config, overrides: AirlockOverrides =
   const toolRouter = overrides.toolRouter ?? new McpToolRouter({ pool, projects: config.projects, poolConfig: config.mcp, builtin: workspaceServerLauncher(), logger });
   const modelFor = overrides.modelFor ?? modelFactory(config, logger);
   const sessions = new SessionRegistry(secrets, overrides.sessionIdleMs ?? DEFAULT_SESSION_IDLE_MS);
-  const gate = new ApprovalGate(store);
+  const gate = new ApprovalGate(store, (taskId) => sessions.get(taskId)?.scrubber ?? new Scrubber({}));
   const runner = new TaskRunner({
     store, events, tools: toolRouter, modelFor, gate, logger, maxTurns: config.maxTurns,
     systemPromptFor: (task) => systemPrompt(config, task),
@@ -90,8 +90,9 @@ export async function startAirlock(config: Config, overrides: AirlockOverrides =
   const tasks = new TaskService({ store, events, queue, runner, sessions, gate, logger });
   const streams = new TaskStreams({ store, bus, service: tasks });
 
-  const interrupted = await tasks.recoverInterrupted();
-  if (interrupted) logger.warn({ count: interrupted }, 'tasks left running by a previous process were marked failed');
+  const recovered = await tasks.recoverInterrupted();
+  if (recovered.failed) logger.warn({ count: recovered.failed }, 'tasks left running by a previous process were marked failed');
+  if (recovered.waiting) logger.info({ count: recovered.waiting }, 'tasks left waiting for approval by a previous process still wait, and resume once decided');
 
   const app = buildApp({
     store, tasks, streams, logger, jwtSecret: config.jwtSecret, projects: Object.keys(config.projects), bodyLimitBytes: config.bodyLimitBytes, heartbeatIntervalMs: config.heartbeatIntervalMs,

@@ -5,7 +5,8 @@ import type { ValidateFunction } from 'ajv';
 import { ServiceError } from '../errors.js';
 import { canonicalJson } from '../mcp/mcpPool.js';
 import type { ApprovalOutcome, ApprovalRecord, Store } from '../store/store.js';
-import type { Scrubber } from './scrubber.js';
+import { isSuspended } from './runAbort.js';
+import { Scrubber } from './scrubber.js';
 import type { ToolInfo } from './toolRouter.js';
 
 /** A person's answer to a pending approval. */
@@ -19,7 +20,6 @@ export interface ApprovalAnswer {
 }
 
 interface Waiter {
-  inputSchema?: Record<string, unknown>;
   /** The arguments asked about, to tell a real edit from the same arguments sent back. */
   args: Record<string, unknown>;
   scrubber: Scrubber;
@@ -52,8 +52,11 @@ export class ApprovalGate {
   private readonly ajv = new Ajv({ allErrors: true, strict: false });
   private readonly ajv2020 = new Ajv2020({ allErrors: true, strict: false });
   private readonly validators = new Map<string, ValidateFunction>();
+  /** Expiry timers of approvals recovered from a previous process. */
+  private readonly recovered = new Map<string, NodeJS.Timeout>();
 
-  constructor(private readonly store: Store) {}
+  /** `scrubberFor` gives a task's current scrubber, for decisions no run of this process waits for. */
+  constructor(private readonly store: Store, private readonly scrubberFor: (taskId: string) => Scrubber = () => new Scrubber({})) {}
 
   /** Records a pending approval; `answer` resolves with the decision. */
   async request(request: ApprovalRequest): Promise<{ record: ApprovalRecord; answer: Promise<ApprovalAnswer> }> {
@@ -77,23 +80,27 @@ export class ApprovalGate {
       requestedAt: new Date(now).toISOString(),
       decidedAt: null,
       expiresAt: request.timeoutMs ? new Date(now + request.timeoutMs).toISOString() : null,
+      inputSchema: request.info.inputSchema ?? null,
     };
-    await this.store.createApproval(record);
     const key = waiterKey(request.taskId, request.callId);
+    let timer: NodeJS.Timeout | undefined;
+    const settle = () => {
+      if (timer) clearTimeout(timer);
+      request.signal.removeEventListener('abort', onAbort);
+      this.waiters.delete(key);
+    };
+    let onAbort: () => void = () => {};
+    // The waiter exists before the approval is stored, so an approve that finds the stored record
+    // always finds the run waiting for it too.
     const answer = new Promise<ApprovalAnswer>((resolve, reject) => {
-      let timer: NodeJS.Timeout | undefined;
-      const settle = () => {
-        if (timer) clearTimeout(timer);
-        request.signal.removeEventListener('abort', onAbort);
-        this.waiters.delete(key);
-      };
-      const onAbort = () => {
+      onAbort = () => {
         settle();
+        // A suspended run leaves its approval pending for the next process to resume.
+        if (isSuspended(request.signal)) return reject(request.signal.reason);
         const why = request.signal.reason instanceof Error ? request.signal.reason.message : 'the task stopped';
         void this.close(request.taskId, request.callId, 'cancelled', why).finally(() => reject(request.signal.reason));
       };
       this.waiters.set(key, {
-        ...(request.info.inputSchema ? { inputSchema: request.info.inputSchema } : {}),
         args: request.args,
         scrubber: request.scrubber,
         resolve: (value) => {
@@ -101,52 +108,91 @@ export class ApprovalGate {
           resolve(value);
         },
       });
-      if (request.timeoutMs) {
-        timer = setTimeout(() => {
-          void this.close(request.taskId, request.callId, 'expired', 'expired').then((closed) => {
-            if (closed) this.waiters.get(key)?.resolve({ outcome: 'cancel', reason: 'expired', expired: true });
-          });
-        }, request.timeoutMs);
-        timer.unref();
-      }
-      if (request.signal.aborted) onAbort();
-      else request.signal.addEventListener('abort', onAbort, { once: true });
     });
+    // The caller awaits the answer only after it has announced the call; a run stopped meanwhile
+    // must not count as an unhandled rejection.
+    answer.catch(() => undefined);
+    try {
+      await this.store.createApproval(record);
+    } catch (err) {
+      settle();
+      throw err;
+    }
+    if (request.timeoutMs) {
+      timer = setTimeout(() => void this.expire(request.taskId, request.callId), request.timeoutMs);
+      timer.unref();
+    }
+    if (request.signal.aborted) onAbort();
+    else request.signal.addEventListener('abort', onAbort, { once: true });
     return { record, answer };
   }
 
   /**
    * Decides a pending approval for a caller (POST .../approve). NOT_FOUND for an unknown call,
    * VALIDATION_ERROR for arguments the tool's schema refuses, CONFLICT when already decided.
+   * `delivered` is false when no run of this process was waiting: the task was suspended (a restart)
+   * and its caller must resume it.
    */
-  async decide(taskId: string, callId: string, answer: { outcome: ApprovalOutcome; reason?: string; args?: Record<string, unknown> }, decidedBy: string): Promise<ApprovalRecord> {
+  async decide(taskId: string, callId: string, answer: { outcome: ApprovalOutcome; reason?: string; args?: Record<string, unknown> }, decidedBy: string): Promise<{ record: ApprovalRecord; delivered: boolean }> {
     const record = await this.store.getApproval(taskId, callId);
     if (!record) throw new ServiceError('NOT_FOUND', 'No tool call with that id is waiting for approval in this task');
     if (record.status !== 'pending') throw new ServiceError('CONFLICT', `The tool call was already decided (${record.status})`);
     const waiter = this.waiters.get(waiterKey(taskId, callId));
-    if (!waiter) throw new ServiceError('CONFLICT', 'The tool call is no longer waiting: its task is not running');
-    if (answer.args && answer.outcome !== 'cancel') this.validate(waiter.inputSchema, answer.args);
+    if (answer.args && answer.outcome !== 'cancel') this.validate(record.inputSchema ?? undefined, answer.args);
     const approved = answer.outcome !== 'cancel';
-    const edited = approved && answer.args !== undefined && canonicalJson(answer.args) !== canonicalJson(waiter.args);
+    // Without a waiter the stored (scrubbed) arguments are what the edit is compared with.
+    const asked = waiter?.args ?? record.args;
+    const edited = approved && answer.args !== undefined && canonicalJson(answer.args) !== canonicalJson(asked);
+    const scrubber = waiter?.scrubber ?? this.scrubberFor(taskId);
     const decided = await this.store.decideApproval(taskId, callId, {
       status: approved ? 'approved' : 'rejected',
       outcome: answer.outcome,
       reason: answer.reason ?? null,
       decidedBy,
       argsEdited: edited,
-      editedArgs: edited ? waiter.scrubber.value(answer.args!) : null,
+      editedArgs: edited ? scrubber.value(answer.args!) : null,
       decidedAt: new Date().toISOString(),
     });
     if (!decided) throw new ServiceError('CONFLICT', 'The tool call was already decided');
-    waiter.resolve({ outcome: answer.outcome, ...(answer.reason ? { reason: answer.reason } : {}), ...(edited ? { args: answer.args! } : {}) });
-    return (await this.store.getApproval(taskId, callId))!;
+    waiter?.resolve({ outcome: answer.outcome, ...(answer.reason ? { reason: answer.reason } : {}), ...(edited ? { args: answer.args! } : {}) });
+    return { record: (await this.store.getApproval(taskId, callId))!, delivered: waiter !== undefined };
   }
 
-  /** Closes every pending approval of a task that stopped waiting (restart, failure). */
-  async closeAll(taskId: string, reason: string): Promise<void> {
+  /**
+   * Re-arms the expiry of an approval that a previous process left pending; `onExpired` runs once it
+   * expired (at once when its time has passed). The timer is unref'd and dropped by `stop`.
+   */
+  armExpiry(record: ApprovalRecord, onExpired: () => void): void {
+    if (!record.expiresAt || record.status !== 'pending') return;
+    const key = waiterKey(record.taskId, record.callId);
+    const timer = setTimeout(() => {
+      this.recovered.delete(key);
+      void this.expire(record.taskId, record.callId).then((closed) => closed && onExpired());
+    }, Math.max(0, Date.parse(record.expiresAt) - Date.now()));
+    timer.unref();
+    this.recovered.set(key, timer);
+  }
+
+  /** Drops the expiry timers of recovered approvals (shutdown). */
+  stop(): void {
+    for (const timer of this.recovered.values()) clearTimeout(timer);
+    this.recovered.clear();
+  }
+
+  // Closes an approval as expired; a run waiting for it is told so.
+  private async expire(taskId: string, callId: string): Promise<boolean> {
+    const closed = await this.close(taskId, callId, 'expired', 'expired');
+    if (closed) this.waiters.get(waiterKey(taskId, callId))?.resolve({ outcome: 'cancel', reason: 'expired', expired: true });
+    return closed;
+  }
+
+  /** Closes every pending approval of a task that stopped waiting (cancel, failure); returns those it closed. */
+  async closeAll(taskId: string, reason: string): Promise<ApprovalRecord[]> {
+    const closed: ApprovalRecord[] = [];
     for (const approval of await this.store.listApprovals(taskId)) {
-      if (approval.status === 'pending') await this.close(taskId, approval.callId, 'cancelled', reason);
+      if (approval.status === 'pending' && (await this.close(taskId, approval.callId, 'cancelled', reason))) closed.push(approval);
     }
+    return closed;
   }
 
   private close(taskId: string, callId: string, status: 'expired' | 'cancelled', reason: string): Promise<boolean> {

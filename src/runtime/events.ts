@@ -73,3 +73,16 @@ export class EventLog {
     return event;
   }
 }
+
+const EVENT_PAGE = 5_000;
+
+/** Every stored event of a task after `afterSeq`, read in pages. */
+export async function readEvents(store: Store, taskId: string, afterSeq: number): Promise<EventRecord[]> {
+  const events: EventRecord[] = [];
+  for (let cursor = afterSeq; ;) {
+    const page = await store.listEvents(taskId, cursor, EVENT_PAGE);
+    events.push(...page);
+    if (page.length < EVENT_PAGE) return events;
+    cursor = page.at(-1)!.seq;
+  }
+}

@@ -3,8 +3,9 @@ import type { Logger } from 'pino';
 import { describeError } from '../errors.js';
 import { ModelError } from '../model/modelClient.js';
 import type { ContentBlock, ModelClient, ModelMessage, ToolDefinition } from '../model/modelClient.js';
-import type { Store, TaskRecord, TaskUsage, Thought, ToolCallRecord } from '../store/store.js';
+import type { Store, TaskRecord, TaskStatus, TaskUsage, Thought, ToolCallRecord } from '../store/store.js';
 import { conversationFromMessages, pushUser, toolResultText } from './conversation.js';
+import { readEvents } from './events.js';
 import type { EventLog, EventType } from './events.js';
 import { StreamScrubber } from './scrubber.js';
 import type { TaskSession } from './sessions.js';
@@ -14,14 +15,10 @@ import type { ApprovalGate } from './approvalGate.js';
 import { ToolCalls } from './toolCalls.js';
 import type { TurnContext } from './toolCalls.js';
 import { RequiredServerError } from './mcpToolRouter.js';
+import { RunAbort } from './runAbort.js';
+import { unfinishedTurn } from './turnState.js';
+import type { UnfinishedTurn } from './turnState.js';
 
-/** Why a run was aborted: the user cancelled it, or the service is shutting down. */
-export class RunAbort extends Error {
-  constructor(readonly kind: 'cancel' | 'shutdown') {
-    super(kind === 'cancel' ? 'Task cancelled' : 'Airlock is shutting down');
-    this.name = 'RunAbort';
-  }
-}
 
 /** Emits one event of the run; `settle` resolves when every event emitted so far is stored and sent. */
 type Emit = ((type: EventType, data: Record<string, unknown>) => Promise<unknown>) & { settle: () => Promise<unknown> };
@@ -72,13 +69,18 @@ export class TaskRunner {
     };
   }
 
-  async run(taskId: string, session: TaskSession, signal: AbortSignal): Promise<void> {
+  /**
+   * Runs the task's latest message. `resume` continues a run that a previous process suspended while
+   * it waited for approvals, once they are decided: it finishes that turn, then goes on as usual.
+   */
+  async run(taskId: string, session: TaskSession, signal: AbortSignal, mode: 'start' | 'resume' = 'start'): Promise<void> {
     const { store, logger } = this.options;
     const started = new Date().toISOString();
     const task = await store.getTask(taskId);
     if (!task) return;
-    const moved = await store.transitionTask(taskId, ['pending', 'running'], { status: 'running', startedAt: task.startedAt ?? started, sessionId: session.sessionId });
-    if (!moved) return; // cancelled while it waited in the queue
+    const from: TaskStatus[] = mode === 'resume' ? ['awaiting_approval'] : ['pending', 'running'];
+    const moved = await store.transitionTask(taskId, from, { status: 'running', startedAt: task.startedAt ?? started, sessionId: session.sessionId });
+    if (!moved) return; // cancelled while it waited in the queue (or resumed by a concurrent approval)
     // Appends take their sequence number when called, so high-rate events (deltas, progress) are not
     // awaited one by one: they share group commits, and `settle` waits for all of them where order
     // against task state matters (turn ends, the final status).
@@ -95,8 +97,19 @@ export class TaskRunner {
 
     let finalResponse = '';
     try {
+      let unfinished: UnfinishedTurn | undefined;
+      if (mode === 'resume') {
+        const messages = await store.listMessages(taskId);
+        session.conversation = conversationFromMessages(messages);
+        unfinished = unfinishedTurn(await readEvents(store, taskId, messages.at(-1)?.afterSeq ?? 0));
+        const missing = task.secretKeys.filter((key) => !session.secretKeys().has(key));
+        if (missing.length) {
+          if (unfinished) await this.abandon(task.id, session, unfinished, emit);
+          throw new SecretsLostError(missing);
+        }
+      }
       session.conversation ??= conversationFromMessages(await store.listMessages(taskId));
-      finalResponse = await this.loop(task, session, signal, emit);
+      finalResponse = await this.loop(task, session, signal, emit, unfinished);
     } catch (err) {
       await closeTools(session);
       await emit.settle().catch(() => undefined);
@@ -113,7 +126,7 @@ export class TaskRunner {
     log.info({ event: 'task_completed' }, 'task completed');
   }
 
-  private async loop(task: TaskRecord, session: TaskSession, signal: AbortSignal, emit: Emit): Promise<string> {
+  private async loop(task: TaskRecord, session: TaskSession, signal: AbortSignal, emit: Emit, unfinished?: UnfinishedTurn): Promise<string> {
     const { store, maxTurns } = this.options;
     const model = this.options.modelFor(task.projectId);
     const conversation = session.conversation!;
@@ -129,6 +142,17 @@ export class TaskRunner {
     });
     const answers: string[] = [];
     let usage: TaskUsage = { ...task.usage };
+    const turnContext = () => ({ task, project: this.options.projectFor(task.projectId), session, signal, emit, waiting: this.waiting(task.id, emit, signal) });
+    if (unfinished) {
+      // The turn a previous process was in: its calls are completed as decided, not asked again.
+      const approvals = new Map((await store.listApprovals(task.id)).map((a) => [a.callId, a]));
+      conversation.push({ role: 'assistant', content: assistantBlocks(unfinished) });
+      const context = turnContext();
+      const records = await Promise.all(unfinished.calls.map((call) => this.toolCalls.resume(context, call, approvals.get(call.callId))));
+      pushUser(conversation, records.map(({ result, record }) => ({ type: 'tool_result' as const, toolUseId: record.callId, content: result.content, isError: result.isError })));
+      await this.storeAssistant(task.id, session, unfinished.text, unfinished.thoughts, records.map((r) => r.record));
+      if (unfinished.text) answers.push(unfinished.text);
+    }
 
     for (let turn = 1; turn <= maxTurns; turn++) {
       signal.throwIfAborted();
@@ -178,8 +202,8 @@ export class TaskRunner {
           await this.storeAssistant(task.id, session, text, thoughts, []);
           return answers.join('\n\n');
         case 'tools': {
-          const turnContext = { task, project: this.options.projectFor(task.projectId), session, signal, emit, waiting: this.waiting(task.id, emit, signal) };
-          const records = await Promise.all(next.calls.map((call) => this.toolCalls.run(turnContext, call)));
+          const context = turnContext();
+          const records = await Promise.all(next.calls.map((call) => this.toolCalls.run(context, call)));
           pushUser(conversation, records.map(({ result, record }) => ({ type: 'tool_result' as const, toolUseId: record.callId, content: result.content, isError: result.isError })));
           await this.storeAssistant(task.id, session, text, thoughts, records.map((r) => r.record));
           break;
@@ -187,6 +211,22 @@ export class TaskRunner {
       }
     }
     throw new ModelError(`The task stopped after ${maxTurns} model turns without a final answer (tasks.maxTurns)`);
+  }
+
+  // A resumed run that cannot go on (its secrets are gone) records the turn it was in, its waiting
+  // calls marked as not run, so history and a follow-up see a whole turn.
+  private async abandon(taskId: string, session: TaskSession, unfinished: UnfinishedTurn, emit: Emit): Promise<void> {
+    const output = 'Not run: the task stopped before this call could run.';
+    const records: ToolCallRecord[] = [];
+    for (const call of unfinished.calls) {
+      const { result, ...rest } = call;
+      if (!result) await emit('tool_result', { callId: call.callId, status: 'cancelled', output, ...(call.approvalId ? { approvalId: call.approvalId } : {}) });
+      records.push({ ...rest, status: result?.status ?? 'cancelled', output: result?.output ?? output } as ToolCallRecord);
+    }
+    await emit.settle();
+    await this.storeAssistant(taskId, session, unfinished.text, unfinished.thoughts, records);
+    // The next run rebuilds the conversation from the store, where this turn now is.
+    session.conversation = null;
   }
 
   private async storeAssistant(taskId: string, session: TaskSession, text: string, thoughts: Thought[], toolCalls: ToolCallRecord[]): Promise<void> {
@@ -204,6 +244,11 @@ export class TaskRunner {
     repairConversation(session.conversation);
     const now = new Date().toISOString();
     const abort = signal.aborted && signal.reason instanceof RunAbort ? signal.reason : undefined;
+    if (abort?.kind === 'suspend' && (await store.getTask(task.id))?.status === 'awaiting_approval') {
+      // Its approvals stay pending in the store; the next process resumes the task once they are decided.
+      log.info({ event: 'task_suspended' }, 'task suspended while it waits for approval');
+      return;
+    }
     if (abort?.kind === 'cancel') {
       await store.transitionTask(task.id, ['pending', 'running', 'awaiting_approval'], { status: 'cancelled', completedAt: now });
       await emit('status', { status: 'cancelled' });
@@ -213,16 +258,32 @@ export class TaskRunner {
     }
     const message = abort
       ? 'Airlock shut down while this task was running; send a follow-up to continue'
-      : err instanceof ModelError || err instanceof RequiredServerError
+      : err instanceof ModelError || err instanceof RequiredServerError || err instanceof SecretsLostError
         ? err.message
         : `Task failed: ${describeError(err)}`;
     const error = session.scrubber.value({ code: 'EXECUTION_ERROR', message });
     await store.transitionTask(task.id, ['pending', 'running', 'awaiting_approval'], { status: 'failed', completedAt: now, error });
     await emit('status', { status: 'failed' });
     await emit('error', error);
-    if (abort || err instanceof ModelError || err instanceof RequiredServerError) log.warn({ event: 'task_failed', reason: error.message }, 'task failed');
+    if (abort || err instanceof ModelError || err instanceof RequiredServerError || err instanceof SecretsLostError) log.warn({ event: 'task_failed', reason: error.message }, 'task failed');
     else log.error({ event: 'task_failed', err: session.scrubber.text(describeError(err)) }, 'task failed with an unexpected error');
   }
+}
+
+/** A resumed task whose secrets died with the process that was given them. */
+export class SecretsLostError extends Error {
+  constructor(readonly keys: string[]) {
+    super(`Airlock restarted while this task waited for approval, and its secrets (${keys.join(', ')}) are kept only in memory. Send a follow-up that carries the secrets again to continue.`);
+    this.name = 'SecretsLostError';
+  }
+}
+
+/** The assistant message of an unfinished turn, as the model produced it. */
+function assistantBlocks(turn: UnfinishedTurn): ContentBlock[] {
+  return [
+    ...(turn.text ? [{ type: 'text' as const, text: turn.text }] : []),
+    ...turn.calls.map((call) => ({ type: 'tool_use' as const, id: call.callId, name: call.toolName, input: call.args })),
+  ];
 }
 
 async function closeTools(session: TaskSession): Promise<void> {

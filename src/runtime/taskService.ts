@@ -6,10 +6,11 @@ import type { ApprovalOutcome, AttachedFile, EventRecord, MessageRecord, Store, 
 import type { ApprovalGate } from './approvalGate.js';
 import { principalId } from './principal.js';
 import { pushUser, userText } from './conversation.js';
+import { readEvents } from './events.js';
 import type { EventLog } from './events.js';
 import type { Principal } from './principal.js';
 import type { SessionRegistry } from './sessions.js';
-import { RunAbort } from './taskRunner.js';
+import { RunAbort } from './runAbort.js';
 import type { TaskRunner } from './taskRunner.js';
 import type { TaskQueue } from './taskQueue.js';
 import { foldEvents } from './turnState.js';
@@ -35,7 +36,7 @@ export interface FollowUpInput {
 }
 
 /** A task as GET /tasks/:id returns it. */
-export interface TaskView extends Omit<TaskRecord, 'runStartSeq'> {
+export interface TaskView extends Omit<TaskRecord, 'runStartSeq' | 'secretKeys'> {
   output?: { content: string; updatedAt: string; thoughts?: TurnState['thoughts']; toolCalls?: TurnState['toolCalls'] };
   pendingApprovals?: { callId: string; toolName: string; server?: string; tool?: string; args: Record<string, unknown>; requestedAt: string }[];
 }
@@ -51,8 +52,6 @@ export interface TaskServiceOptions {
   /** How long a cancel waits for the run to wind down before it records the cancel itself. */
   cancelWaitMs?: number;
 }
-
-const EVENT_PAGE = 5_000;
 
 /** The task API's operations, independent of HTTP. Every method checks the caller may see the task. */
 export class TaskService {
@@ -90,6 +89,7 @@ export class TaskService {
       lastActivityAt: now,
       messageCount: 0,
       runStartSeq: 0,
+      secretKeys: Object.keys(input.secrets ?? {}),
     };
     // Issued together so that the store commits both in one group transaction.
     await Promise.all([store.createTask(task), this.storeUserMessage(task.id, session.scrubber, input.message, input.attachedFiles, now)]);
@@ -109,7 +109,8 @@ export class TaskService {
     session.addSecrets(input.secrets ?? {});
     // Scrubbed before it is written: an env value may contain a secret's value.
     const env = input.env ? session.scrubber.value({ ...(task.env ?? {}), ...input.env }) : task.env;
-    const moved = await store.transitionTask(taskId, FINISHED_STATUSES, { status: 'running', error: null, completedAt: null, env });
+    const secretKeys = [...new Set([...task.secretKeys, ...Object.keys(input.secrets ?? {})])];
+    const moved = await store.transitionTask(taskId, FINISHED_STATUSES, { status: 'running', error: null, completedAt: null, env, secretKeys });
     if (!moved) {
       this.options.sessions.idle(taskId);
       throw new ServiceError('CONFLICT', 'The task is busy; send a follow-up when it has finished');
@@ -139,6 +140,8 @@ export class TaskService {
     // Not running (queued, or the run did not wind down in time): record the cancel here.
     const moved = await store.transitionTask(taskId, LIVE_STATUSES, { status: 'cancelled', completedAt: new Date().toISOString() });
     if (moved) {
+      // A task suspended by a restart has no run to answer its waiting calls.
+      await this.stopWaiting(taskId, 'Task cancelled');
       await this.options.events.append(taskId, 'status', { status: 'cancelled' });
       await this.options.events.append(taskId, 'error', { code: 'CANCELLED', message: 'Task cancelled' });
     }
@@ -147,7 +150,8 @@ export class TaskService {
   /** Decides a pending tool call (POST /tasks/:id/tools/:callId/approve). */
   async approve(principal: Principal, taskId: string, callId: string, answer: { outcome: ApprovalOutcome; reason?: string; args?: Record<string, unknown> }): Promise<{ approved: boolean }> {
     await this.visibleTask(principal, taskId);
-    await this.options.gate.decide(taskId, callId, answer, principalId(principal));
+    const { delivered } = await this.options.gate.decide(taskId, callId, answer, principalId(principal));
+    if (!delivered) await this.resumeWhenDecided(taskId);
     return { approved: answer.outcome !== 'cancel' };
   }
 
@@ -155,7 +159,7 @@ export class TaskService {
   async approvals(principal: Principal, taskId: string) {
     await this.visibleTask(principal, taskId);
     const approvals = await this.options.store.listApprovals(taskId);
-    return approvals.map(({ taskId: _taskId, ...rest }) => rest);
+    return approvals.map(({ taskId: _taskId, inputSchema: _inputSchema, ...rest }) => rest);
   }
 
   async get(principal: Principal, taskId: string): Promise<TaskView> {
@@ -166,7 +170,7 @@ export class TaskService {
       if (pending.length) view.pendingApprovals = pending.map((a) => ({ callId: a.callId, toolName: a.toolName, args: a.args, server: a.server, tool: a.tool, requestedAt: a.requestedAt }));
     }
     if (task.status !== 'pending' || task.startedAt) {
-      const state = foldEvents(await this.runEvents(taskId, task.runStartSeq));
+      const state = foldEvents(await readEvents(this.options.store, taskId, task.runStartSeq));
       view.output = {
         content: state.content,
         updatedAt: state.updatedAt ?? task.lastActivityAt,
@@ -200,19 +204,49 @@ export class TaskService {
     return task;
   }
 
-  /** Fails every task a previous process left running: its secrets and in-flight calls are gone. */
-  async recoverInterrupted(): Promise<number> {
-    const stuck = await this.options.store.findTasksByStatus(LIVE_STATUSES);
-    for (const task of stuck) await this.interrupt(task.id, 'Airlock restarted while this task was running; send a follow-up to continue');
-    return stuck.length;
+  /**
+   * Takes over what a previous process left: a task waiting for approval stays waiting (its approvals
+   * are in the store; their expiry is re-armed, and a task whose approvals were all decided resumes
+   * now); a task that was running is failed, since its in-flight calls and secrets are gone.
+   */
+  async recoverInterrupted(): Promise<{ failed: number; waiting: number }> {
+    const { store, gate } = this.options;
+    const left = await store.findTasksByStatus(LIVE_STATUSES);
+    let waiting = 0;
+    for (const task of left) {
+      if (task.status !== 'awaiting_approval') {
+        await this.interrupt(task.id, 'Airlock restarted while this task was running; send a follow-up to continue');
+        continue;
+      }
+      waiting++;
+      for (const approval of await store.listApprovals(task.id)) gate.armExpiry(approval, () => void this.resumeWhenDecided(task.id));
+      await this.resumeWhenDecided(task.id);
+    }
+    return { failed: left.length - waiting, waiting };
+  }
+
+  // Resumes a suspended task (no run of this process) once none of its approvals is pending.
+  private async resumeWhenDecided(taskId: string): Promise<void> {
+    if (this.runs.has(taskId) || !this.accepting) return;
+    if ((await this.options.store.getTask(taskId))?.status !== 'awaiting_approval') return;
+    if ((await this.options.store.listApprovals(taskId)).some((a) => a.status === 'pending')) return;
+    if (this.runs.has(taskId)) return; // a concurrent decision got here first
+    this.schedule(taskId, 'resume');
   }
 
   private async interrupt(taskId: string, message: string): Promise<void> {
-    await this.options.gate.closeAll(taskId, message);
     const error = { code: 'EXECUTION_ERROR', message };
     if (await this.options.store.transitionTask(taskId, LIVE_STATUSES, { status: 'failed', completedAt: new Date().toISOString(), error })) {
+      await this.stopWaiting(taskId, message);
       await this.options.events.append(taskId, 'status', { status: 'failed' });
       await this.options.events.append(taskId, 'error', error);
+    }
+  }
+
+  // Closes the pending approvals of a task no run is waiting on, and shows each call as not run.
+  private async stopWaiting(taskId: string, reason: string): Promise<void> {
+    for (const approval of await this.options.gate.closeAll(taskId, reason)) {
+      await this.options.events.append(taskId, 'tool_result', { callId: approval.callId, status: 'cancelled', output: 'The task stopped before this call was approved; it did not run.', approvalId: approval.id });
     }
   }
 
@@ -229,10 +263,11 @@ export class TaskService {
       run.finish();
       await this.interrupt(taskId, 'Airlock shut down before this task started; send a follow-up to run it');
     }
-    // Nobody can approve once the server stops accepting requests: waiting runs stop now rather
-    // than hold the grace period.
+    // Nobody can approve once the server stops accepting requests: waiting runs are suspended now
+    // rather than hold the grace period. Their approvals stay pending, for the next start to resume.
+    this.options.gate.stop();
     for (const [taskId, run] of this.runs) {
-      if ((await this.options.store.getTask(taskId))?.status === 'awaiting_approval') run.controller.abort(new RunAbort('shutdown'));
+      if ((await this.options.store.getTask(taskId))?.status === 'awaiting_approval') run.controller.abort(new RunAbort('suspend'));
     }
     const all = () => Promise.allSettled([...this.runs.values()].map((run) => run.done));
     if (!(await within(all(), graceMs))) {
@@ -247,18 +282,7 @@ export class TaskService {
     return this.runs.size;
   }
 
-  // Every event of the current run, read in pages.
-  private async runEvents(taskId: string, afterSeq: number): Promise<EventRecord[]> {
-    const events: EventRecord[] = [];
-    for (let cursor = afterSeq; ;) {
-      const page = await this.options.store.listEvents(taskId, cursor, EVENT_PAGE);
-      events.push(...page);
-      if (page.length < EVENT_PAGE) return events;
-      cursor = page.at(-1)!.seq;
-    }
-  }
-
-  private schedule(taskId: string): void {
+  private schedule(taskId: string, mode: 'start' | 'resume' = 'start'): void {
     const controller = new AbortController();
     let finish!: () => void;
     const done = new Promise<void>((resolve) => (finish = resolve));
@@ -267,7 +291,7 @@ export class TaskService {
       try {
         if (controller.signal.aborted) return;
         const session = this.options.sessions.open(taskId);
-        await this.options.runner.run(taskId, session, controller.signal);
+        await this.options.runner.run(taskId, session, controller.signal, mode);
       } catch (err) {
         this.options.logger.error({ taskId, err }, 'task run crashed');
       } finally {
@@ -292,7 +316,7 @@ export class TaskService {
 
 /** The task fields the API shows. */
 export function publicTask(task: TaskRecord): TaskView {
-  const { runStartSeq: _runStartSeq, ...rest } = task;
+  const { runStartSeq: _runStartSeq, secretKeys: _secretKeys, ...rest } = task;
   return rest;
 }
 

@@ -1,12 +1,14 @@
 import type { ProjectConfig } from '../config.js';
 import { describeError } from '../errors.js';
 import type { ContentBlock } from '../model/modelClient.js';
-import type { TaskRecord, ToolCallRecord } from '../store/store.js';
+import type { ApprovalRecord, TaskRecord, ToolCallRecord } from '../store/store.js';
 import type { ApprovalAnswer, ApprovalGate } from './approvalGate.js';
 import { decide } from './approvalPolicy.js';
 import { toolResultText } from './conversation.js';
 import type { EventType } from './events.js';
+import { isSuspended } from './runAbort.js';
 import type { TaskSession } from './sessions.js';
+import type { UnfinishedCall } from './turnState.js';
 import type { ToolResult } from './toolRouter.js';
 
 /** The most of a tool's output that an event carries; the model gets the whole result. */
@@ -71,18 +73,14 @@ export class ToolCalls {
           try {
             decision = await answer;
           } catch (err) {
-            // The task stopped while the call waited: it never ran, and the stream says so.
-            await emit('tool_result', { callId: call.id, status: 'cancelled', output: 'The task stopped before this call was approved; it did not run.', approvalId });
+            // The task stopped while the call waited: it never ran, and the stream says so (unless the
+            // run is only suspended: then the call still waits, for the next process).
+            if (!isSuspended(signal)) await emit('tool_result', { callId: call.id, status: 'cancelled', output: 'The task stopped before this call was approved; it did not run.', approvalId });
             throw err;
           } finally {
             await turn.waiting.leave();
           }
-          if (decision.outcome === 'cancel') {
-            const text = decision.expired
-              ? 'Nobody approved this tool call in time, so it did not run.'
-              : `The user declined this tool call${decision.reason ? `: ${decision.reason}` : ''}. It did not run.`;
-            return this.finish(turn, { ...base, approvalId }, { content: [{ type: 'text', text }], isError: true }, 'cancelled');
-          }
+          if (decision.outcome === 'cancel') return this.declined(turn, { ...base, approvalId }, decision);
           if (decision.outcome === 'proceed_always') session.alwaysAllowed.add(call.name);
           if (decision.args) args = decision.args;
           break;
@@ -91,25 +89,60 @@ export class ToolCalls {
           break;
       }
     }
+    return this.execute(turn, base, args, approvalId);
+  }
 
+  /**
+   * Completes a call of a turn that a previous process left unfinished (a task resumed after a
+   * restart): a result it already has stands; a decided approval is carried out as decided; a call
+   * that was executing when the process stopped is reported as of unknown outcome, never re-run.
+   */
+  async resume(turn: TurnContext, call: UnfinishedCall, approval: ApprovalRecord | undefined): Promise<{ result: ToolResult; record: ToolCallRecord }> {
+    const base = { callId: call.callId, toolName: call.toolName, ...(call.server ? { server: call.server } : {}), args: call.args };
+    const approvalId = approval?.id ?? call.approvalId;
+    if (call.result) {
+      const record = { ...base, status: call.result.status, output: call.result.output, ...(approvalId ? { approvalId } : {}) } as ToolCallRecord;
+      return { result: { content: [{ type: 'text', text: call.result.output }], isError: call.result.status !== 'success' }, record };
+    }
+    if (approval?.status === 'approved') {
+      if (approval.outcome === 'proceed_always') turn.session.alwaysAllowed.add(call.toolName);
+      return this.execute(turn, base, approval.editedArgs ?? call.args, approval.id);
+    }
+    if (approval && approval.status !== 'pending') {
+      return this.declined(turn, { ...base, approvalId: approval.id }, { outcome: 'cancel', ...(approval.reason ? { reason: approval.reason } : {}), expired: approval.status === 'expired' });
+    }
+    const text = 'Airlock restarted while this call was running; whether it completed is not known. Check its effects before calling it again.';
+    return this.finish(turn, { ...base, ...(approvalId ? { approvalId } : {}) }, { content: [{ type: 'text', text }], isError: true }, 'error');
+  }
+
+  private declined(turn: TurnContext, base: Omit<ToolCallRecord, 'status' | 'output'> & { approvalId: string }, decision: ApprovalAnswer) {
+    const text = decision.expired
+      ? 'Nobody approved this tool call in time, so it did not run.'
+      : `The user declined this tool call${decision.reason ? `: ${decision.reason}` : ''}. It did not run.`;
+    return this.finish(turn, base, { content: [{ type: 'text', text }], isError: true }, 'cancelled');
+  }
+
+  // Runs an allowed call, with the approval that allowed it (if any) in the MCP request's _meta.
+  private async execute(turn: TurnContext, base: Omit<ToolCallRecord, 'status' | 'output'>, args: Record<string, unknown>, approvalId: string | undefined) {
+    const { session, emit, signal } = turn;
     const executed = { ...base, args, ...(approvalId ? { approvalId } : {}) };
     await emit('tool_call', { ...executed, status: 'executing' });
     let result: ToolResult;
     try {
-      result = await tools.callTool({ callId: call.id, name: call.name, args }, {
+      result = await session.tools!.callTool({ callId: base.callId, name: base.toolName, args }, {
         signal,
-        onProgress: (progress) => void emit('tool_progress', { callId: call.id, ...progress }),
+        onProgress: (progress) => void emit('tool_progress', { callId: base.callId, ...progress }),
         ...(approvalId ? { meta: { [APPROVAL_META_KEY]: approvalId } } : {}),
       });
     } catch (err) {
       if (signal.aborted) {
-        await emit('tool_result', { callId: call.id, status: 'cancelled', output: 'The call was cancelled.' });
+        await emit('tool_result', { callId: base.callId, status: 'cancelled', output: 'The call was cancelled.' });
         throw err;
       }
       // The seam promises error results, not exceptions; a throw is reported to the model all the same.
       result = { content: [{ type: 'text', text: `Tool failed: ${describeError(err)}` }], isError: true };
     }
-    if (args !== call.input) result = { ...result, content: [{ type: 'text', text: `(The user changed the arguments before approving: ${JSON.stringify(args)})` }, ...result.content] };
+    if (args !== base.args) result = { ...result, content: [{ type: 'text', text: `(The user changed the arguments before approving: ${JSON.stringify(args)})` }, ...result.content] };
     return this.finish(turn, executed, result, result.isError ? 'error' : 'success');
   }
 

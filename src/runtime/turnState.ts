@@ -73,3 +73,50 @@ export function foldEvents(events: Iterable<EventRecord>): TurnState {
   const content = [...finished, ...(partial ? [partial] : [])].join('\n\n');
   return { content, finished, partial, thoughts, toolCalls: [...calls.values()], callStatuses, updatedAt };
 }
+
+/** A tool call of a turn that a run left unfinished, as its events describe it. */
+export interface UnfinishedCall {
+  callId: string;
+  toolName: string;
+  server?: string;
+  /** The arguments the model gave (an approval may have replaced them for the execution). */
+  args: Record<string, unknown>;
+  approvalId?: string;
+  /** The result, when the call got one before the run stopped. */
+  result?: { status: ToolCallRecord['status']; output: string };
+}
+
+/** The model turn a suspended run was in: its answer text, thoughts and tool calls. */
+export interface UnfinishedTurn {
+  text: string;
+  thoughts: Thought[];
+  calls: UnfinishedCall[];
+}
+
+/**
+ * The turn described by the events after the last stored message, when it ended in tool calls that
+ * were not all stored: what a resumed run must finish before the model goes on.
+ */
+export function unfinishedTurn(events: EventRecord[]): UnfinishedTurn | undefined {
+  const state = foldEvents(events);
+  const calls = new Map<string, UnfinishedCall>();
+  for (const event of events) {
+    const data = event.data;
+    const callId = String(data.callId);
+    if (event.type === 'tool_call' && !calls.has(callId)) {
+      calls.set(callId, {
+        callId,
+        toolName: String(data.toolName ?? ''),
+        ...(data.server ? { server: String(data.server) } : {}),
+        args: (data.args ?? {}) as Record<string, unknown>,
+        ...(data.approvalId ? { approvalId: String(data.approvalId) } : {}),
+      });
+    } else if (event.type === 'tool_call' && data.approvalId) {
+      calls.get(callId)!.approvalId = String(data.approvalId);
+    } else if (event.type === 'tool_result' && calls.has(callId)) {
+      calls.get(callId)!.result = { status: data.status as ToolCallRecord['status'], output: String(data.output ?? '') };
+    }
+  }
+  if (!calls.size) return undefined;
+  return { text: state.finished.join('\n\n'), thoughts: state.thoughts, calls: [...calls.values()] };
+}

@@ -5,7 +5,7 @@ import type {
   ApiKeyRecord, ApprovalDecision, ApprovalRecord, EventRecord, MessageRecord, Store, TaskListQuery, TaskPatch, TaskRecord, TaskSnapshot, TaskStatus,
 } from './store.js';
 
-const SCHEMA_VERSION = 2;
+const SCHEMA_VERSION = 3;
 
 const MIGRATIONS = [
   `CREATE TABLE projects (id TEXT PRIMARY KEY, created_at TEXT NOT NULL);
@@ -36,12 +36,15 @@ const MIGRATIONS = [
      status TEXT NOT NULL, outcome TEXT, reason TEXT, decided_by TEXT, args_edited INTEGER NOT NULL DEFAULT 0, edited_args TEXT, policy TEXT,
      requested_at TEXT NOT NULL, decided_at TEXT, expires_at TEXT);
    CREATE UNIQUE INDEX approvals_by_call ON approvals(task_id, call_id);`,
+  // Approvals outlive the process: a resumed run needs the tool's schema and the task's secret names.
+  `ALTER TABLE tasks ADD COLUMN secret_keys TEXT NOT NULL DEFAULT '[]';
+   ALTER TABLE approvals ADD COLUMN input_schema TEXT;`,
 ];
 
 interface ApprovalRow {
   id: string; task_id: string; call_id: string; tool_name: string; server: string; tool: string; args: string; digest: string;
   status: ApprovalRecord['status']; outcome: ApprovalRecord['outcome']; reason: string | null; decided_by: string | null;
-  args_edited: number; edited_args: string | null; policy: string | null; requested_at: string; decided_at: string | null; expires_at: string | null;
+  args_edited: number; edited_args: string | null; policy: string | null; requested_at: string; decided_at: string | null; expires_at: string | null; input_schema: string | null;
 }
 
 interface TaskRow {
@@ -49,7 +52,7 @@ interface TaskRow {
   session_id: string; conversation_id: string; status: TaskStatus; message: string; system_prompt: string | null;
   show_in_history: number; auto_execute: number; env: string | null; error: string | null; usage: string;
   created_at: string; started_at: string | null; completed_at: string | null; last_activity_at: string;
-  message_count: number; last_seq: number; run_start_seq: number;
+  message_count: number; last_seq: number; run_start_seq: number; secret_keys: string;
 }
 
 interface MessageRow {
@@ -64,9 +67,9 @@ interface KeyRow {
 
 const PATCH_COLUMNS: Record<keyof TaskPatch, string> = {
   status: 'status', error: 'error', usage: 'usage', startedAt: 'started_at', completedAt: 'completed_at',
-  lastActivityAt: 'last_activity_at', sessionId: 'session_id', env: 'env', runStartSeq: 'run_start_seq',
+  lastActivityAt: 'last_activity_at', sessionId: 'session_id', env: 'env', runStartSeq: 'run_start_seq', secretKeys: 'secret_keys',
 };
-const JSON_COLUMNS = new Set(['error', 'usage', 'env']);
+const JSON_COLUMNS = new Set(['error', 'usage', 'env', 'secret_keys']);
 
 /**
  * The embedded Store: one SQLite file in WAL mode. Writes are group-committed: every write made in
@@ -114,10 +117,10 @@ export class SqliteStore implements Store {
       countKeys: db.prepare<[], { n: number }>('SELECT COUNT(*) AS n FROM api_keys'),
       insertTask: db.prepare(`INSERT INTO tasks (id, project_id, api_key_id, end_user_id, session_id, conversation_id, status,
         message, system_prompt, show_in_history, auto_execute, env, error, usage, created_at, started_at, completed_at,
-        last_activity_at, message_count, last_seq, run_start_seq)
+        last_activity_at, message_count, last_seq, run_start_seq, secret_keys)
         VALUES (@id, @projectId, @apiKeyId, @endUserId, @sessionId, @conversationId, @status, @message, @systemPrompt,
         @showInHistory, @autoExecute, @env, @error, @usage, @createdAt, @startedAt, @completedAt, @lastActivityAt,
-        @messageCount, 0, @runStartSeq)`),
+        @messageCount, 0, @runStartSeq, @secretKeys)`),
       task: db.prepare<[string], TaskRow>('SELECT * FROM tasks WHERE id = ?'),
       tasksByStatus: db.prepare<[string], TaskRow>('SELECT * FROM tasks WHERE status IN (SELECT value FROM json_each(?))'),
       insertMessage: db.prepare(`INSERT INTO messages (id, task_id, position, role, content, created_at, attached_files, thoughts, tool_calls, after_seq)
@@ -132,8 +135,8 @@ export class SqliteStore implements Store {
       events: db.prepare<[string, number, number, number], { seq: number; type: string; data: string; created_at: string }>(
         'SELECT seq, type, data, created_at FROM events WHERE task_id = ? AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?'),
       lastSeq: db.prepare<[string], { last_seq: number }>('SELECT last_seq FROM tasks WHERE id = ?'),
-      insertApproval: db.prepare(`INSERT INTO approvals (id, task_id, call_id, tool_name, server, tool, args, digest, status, outcome, reason, decided_by, args_edited, edited_args, policy, requested_at, decided_at, expires_at)
-        VALUES (@id, @taskId, @callId, @toolName, @server, @tool, @args, @digest, @status, @outcome, @reason, @decidedBy, @argsEdited, @editedArgs, @policy, @requestedAt, @decidedAt, @expiresAt)`),
+      insertApproval: db.prepare(`INSERT INTO approvals (id, task_id, call_id, tool_name, server, tool, args, digest, status, outcome, reason, decided_by, args_edited, edited_args, policy, requested_at, decided_at, expires_at, input_schema)
+        VALUES (@id, @taskId, @callId, @toolName, @server, @tool, @args, @digest, @status, @outcome, @reason, @decidedBy, @argsEdited, @editedArgs, @policy, @requestedAt, @decidedAt, @expiresAt, @inputSchema)`),
       decideApproval: db.prepare(`UPDATE approvals SET status = @status, outcome = @outcome, reason = @reason, decided_by = @decidedBy, args_edited = @argsEdited, edited_args = @editedArgs, decided_at = @decidedAt
         WHERE task_id = @taskId AND call_id = @callId AND status = 'pending'`),
       approval: db.prepare<[string, string], ApprovalRow>('SELECT * FROM approvals WHERE task_id = ? AND call_id = ?'),
@@ -221,6 +224,7 @@ export class SqliteStore implements Store {
       env: task.env && JSON.stringify(task.env),
       error: task.error && JSON.stringify(task.error),
       usage: JSON.stringify(task.usage),
+      secretKeys: JSON.stringify(task.secretKeys),
     }));
   }
 
@@ -305,7 +309,7 @@ export class SqliteStore implements Store {
   }
 
   async createApproval(approval: ApprovalRecord): Promise<void> {
-    await this.write(() => this.statements.insertApproval.run({ ...approval, args: JSON.stringify(approval.args), argsEdited: approval.argsEdited ? 1 : 0, editedArgs: approval.editedArgs && JSON.stringify(approval.editedArgs) }));
+    await this.write(() => this.statements.insertApproval.run({ ...approval, args: JSON.stringify(approval.args), argsEdited: approval.argsEdited ? 1 : 0, editedArgs: approval.editedArgs && JSON.stringify(approval.editedArgs), inputSchema: approval.inputSchema && JSON.stringify(approval.inputSchema) }));
   }
 
   async decideApproval(taskId: string, callId: string, decision: ApprovalDecision): Promise<boolean> {
@@ -347,7 +351,7 @@ function taskFromRow(row: TaskRow): TaskRecord {
     systemPrompt: row.system_prompt, showInHistory: row.show_in_history === 1, autoExecute: row.auto_execute === 1,
     env: row.env ? JSON.parse(row.env) : null, error: row.error ? JSON.parse(row.error) : null, usage: JSON.parse(row.usage),
     createdAt: row.created_at, startedAt: row.started_at, completedAt: row.completed_at, lastActivityAt: row.last_activity_at,
-    messageCount: row.message_count, runStartSeq: row.run_start_seq,
+    messageCount: row.message_count, runStartSeq: row.run_start_seq, secretKeys: JSON.parse(row.secret_keys),
   };
 }
 
@@ -365,6 +369,7 @@ function approvalFromRow(row: ApprovalRow): ApprovalRecord {
     args: JSON.parse(row.args), digest: row.digest, status: row.status, outcome: row.outcome, reason: row.reason,
     decidedBy: row.decided_by, argsEdited: row.args_edited === 1, editedArgs: row.edited_args ? JSON.parse(row.edited_args) : null, policy: row.policy,
     requestedAt: row.requested_at, decidedAt: row.decided_at, expiresAt: row.expires_at,
+    inputSchema: row.input_schema ? JSON.parse(row.input_schema) : null,
   };
 }
 

@@ -44,6 +44,11 @@ export interface TaskRecord {
   messageCount: number;
   /** The sequence of the last event before the current run began. */
   runStartSeq: number;
+  /**
+   * The names (never the values) of the secrets the task was given. Secrets live only in memory, so
+   * a run resumed by another process can tell that they are missing and say so.
+   */
+  secretKeys: string[];
 }
 
 /** One tool call as recorded on an assistant message. */
@@ -122,6 +127,8 @@ export interface ApprovalRecord {
   requestedAt: string;
   decidedAt: string | null;
   expiresAt: string | null;
+  /** The tool's input schema when it was asked, to check edited arguments even after a restart. */
+  inputSchema: Record<string, unknown> | null;
 }
 
 export type ApprovalDecision = Pick<ApprovalRecord, 'status' | 'outcome' | 'reason' | 'decidedBy' | 'argsEdited' | 'editedArgs' | 'decidedAt'>;
@@ -150,7 +157,7 @@ export interface TaskListQuery {
   offset: number;
 }
 
-export type TaskPatch = Partial<Pick<TaskRecord, 'status' | 'error' | 'usage' | 'startedAt' | 'completedAt' | 'lastActivityAt' | 'sessionId' | 'env' | 'runStartSeq'>>;
+export type TaskPatch = Partial<Pick<TaskRecord, 'status' | 'error' | 'usage' | 'startedAt' | 'completedAt' | 'lastActivityAt' | 'sessionId' | 'env' | 'runStartSeq' | 'secretKeys'>>;
 
 /** What a stream needs at connect, read at one instant. */
 export interface TaskSnapshot {

@@ -798,35 +798,194 @@ describe('Approving built-in tool calls with edited arguments', function () {
   });
 });
 
-describe('Shutdown while a call waits for approval', function () {
-  this.timeout(30_000);
+describe('Approvals across a restart of the service', function () {
+  this.timeout(60_000);
 
-  it('stops the waiting task at once instead of holding the grace period, and closes its approval', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'airlock-approval-shutdown-'));
-    await writeFile(join(dir, 'airlock.config.json'), JSON.stringify({ server: { shutdownGraceMs: 20_000 } }));
-    const tools = new FakeToolRouter({ act: { handler: () => text('acted') } });
-    const dataDir = join(dir, 'data');
+  /** One data dir and config, and an Airlock that can be stopped and started again on them. */
+  async function restartable(config: Record<string, unknown>, tools: FakeToolRouter) {
+    const dir = await mkdtemp(join(tmpdir(), 'airlock-approval-restart-'));
+    await writeFile(join(dir, 'airlock.config.json'), JSON.stringify(config));
     const env = { AIRLOCK_CONFIG: join(dir, 'airlock.config.json') };
-    const airlock = await startTestAirlock({ env, dataDir, overrides: { toolRouter: tools } });
-    let next: TestAirlock | undefined;
+    const dataDir = join(dir, 'data');
+    const started: TestAirlock[] = [];
+    return {
+      start: async () => {
+        const airlock = await startTestAirlock({ env, dataDir, overrides: { toolRouter: tools } });
+        started.push(airlock);
+        return airlock;
+      },
+      cleanup: async () => {
+        for (const airlock of started) await airlock.stop();
+        await rm(dir, { recursive: true, force: true });
+      },
+    };
+  }
+
+  const ACT_SCHEMA = { type: 'object', properties: { path: { type: 'string' } }, required: ['path'], additionalProperties: false };
+
+  it('a shutdown suspends the waiting task at once; after the restart it still waits, streams its pending call, and runs it once approved', async () => {
+    const tools = new FakeToolRouter({ act: { inputSchema: ACT_SCHEMA, handler: (args) => text(`acted on ${String(args.path)}`) } });
+    const service = await restartable({ server: { shutdownGraceMs: 20_000 } }, tools);
     try {
-      const res = await airlock.api('/tasks', { method: 'POST', json: { message: '/call act {}', autoExecute: false } });
-      const id = res.body.data.id;
-      await waitForStatus(airlock, id, ['awaiting_approval']);
-      const started = Date.now();
-      await airlock.close();
-      expect(Date.now() - started).to.be.below(10_000);
+      const first = await service.start();
+      const id = (await first.api('/tasks', { method: 'POST', json: { message: '/call act {"path":"a.txt"}\n/reply finished', autoExecute: false } })).body.data.id;
+      await waitForStatus(first, id, ['awaiting_approval']);
+      const before = Date.now();
+      await first.close();
+      expect(Date.now() - before, 'a waiting task does not hold the shutdown grace period').to.be.below(10_000);
       expect(tools.calls).to.deep.equal([]);
-      next = await startTestAirlock({ env, dataDir, overrides: { toolRouter: tools } });
-      const task = (await next.api(`/tasks/${id}`)).body.data;
-      expect(task.status).to.equal('failed');
-      expect(task.error.message).to.match(/shut down/);
-      const [approval] = (await next.api(`/tasks/${id}/approvals`)).body.data.approvals;
-      expect(approval).to.include({ status: 'cancelled', decidedBy: 'system' });
+
+      const second = await service.start();
+      const task = (await second.api(`/tasks/${id}`)).body.data;
+      expect(task.status).to.equal('awaiting_approval');
+      expect(task.pendingApprovals).to.have.length(1);
+      expect(task.pendingApprovals[0]).to.include({ callId: 'toolu_scripted_1', toolName: 'act' });
+      const [pending] = (await second.api(`/tasks/${id}/approvals`)).body.data.approvals;
+      expect(pending).to.include({ status: 'pending' });
+      expect(pending).to.not.have.property('inputSchema');
+
+      const stream = await openSse(`${second.url}/api/v1/tasks/${id}/stream`, { authorization: `Bearer ${second.key}` });
+      try {
+        const caught = await stream.waitFor((f) => f.event === 'tool_call');
+        expect(caught.data).to.include({ callId: 'toolu_scripted_1', status: 'awaiting_approval', approvalId: pending.id });
+
+        // Edited arguments are still checked against the tool's schema, kept with the approval.
+        const bad = await second.api(`/tasks/${id}/tools/toolu_scripted_1/approve`, { method: 'POST', json: { outcome: 'proceed_once', args: { path: 7 } } });
+        expect(bad.status).to.equal(400);
+        expect(bad.body.error.code).to.equal('VALIDATION_ERROR');
+        const ok = await second.api(`/tasks/${id}/tools/toolu_scripted_1/approve`, { method: 'POST', json: { outcome: 'proceed_once', args: { path: 'b.txt' } } });
+        expect(ok.body.data).to.deep.equal({ approved: true });
+        await stream.ended;
+        const live = stream.frames.slice(stream.frames.indexOf(caught) + 1);
+        expect(live.find((f) => f.event === 'tool_call')!.data).to.include({ status: 'executing', approvalId: pending.id });
+        expect(live.at(-1)!.event).to.equal('done');
+        expect(live.at(-1)!.data.finalResponse).to.equal('finished');
+      } finally {
+        stream.close();
+      }
+      expect(tools.calls.map((c) => c.args)).to.deep.equal([{ path: 'b.txt' }]);
+      const done = (await second.api(`/tasks/${id}`)).body.data;
+      expect(done.status).to.equal('completed');
+      expect(done.output.toolCalls[0]).to.include({ status: 'success', approvalId: pending.id });
+      expect(done.output.toolCalls[0].output).to.include('acted on b.txt');
+      const [audit] = (await second.api(`/tasks/${id}/approvals`)).body.data.approvals;
+      expect(audit).to.include({ status: 'approved', argsEdited: true });
+      const history = (await second.api(`/tasks/${id}/history`)).body.data.messages;
+      expect(history.map((m: { role: string }) => m.role)).to.deep.equal(['user', 'assistant', 'assistant']);
+      expect(history[1].toolCalls[0]).to.include({ callId: 'toolu_scripted_1', status: 'success' });
     } finally {
-      await airlock.stop();
-      await next?.stop();
-      await rm(dir, { recursive: true, force: true });
+      await service.cleanup();
     }
   });
+
+  it('a task whose secrets died with the old process fails clearly when approved, and a follow-up carrying them goes on', async () => {
+    const tools = new FakeToolRouter({ act: { handler: (_args, context) => text(`token length ${context.variables.TOKEN?.length ?? 0}`) } });
+    const service = await restartable({}, tools);
+    const secret = `s3cr3t-${randomUUID()}`;
+    try {
+      const first = await service.start();
+      const id = (await first.api('/tasks', { method: 'POST', json: { message: '/call act {}', autoExecute: false, secrets: { TOKEN: secret } } })).body.data.id;
+      await waitForStatus(first, id, ['awaiting_approval']);
+      await first.close();
+
+      const second = await service.start();
+      expect((await second.api(`/tasks/${id}`)).body.data.status).to.equal('awaiting_approval');
+      await second.api(`/tasks/${id}/tools/toolu_scripted_1/approve`, { method: 'POST', json: { outcome: 'proceed_once' } });
+      const failed = await waitForStatus(second, id, ['failed', 'completed']);
+      expect(failed.status).to.equal('failed');
+      expect(failed.error.message).to.match(/secrets \(TOKEN\).*follow-up/);
+      expect(tools.calls, 'nothing runs without its secrets').to.deep.equal([]);
+      expect(failed.output.toolCalls[0]).to.include({ callId: 'toolu_scripted_1', status: 'cancelled' });
+
+      await second.api(`/tasks/${id}/messages`, { method: 'POST', json: { message: '/call act {}', secrets: { TOKEN: secret } } });
+      // The model's conversation kept the abandoned call, so the follow-up's call is its second.
+      await pendingOn(second, id, 'toolu_scripted_2');
+      await second.api(`/tasks/${id}/tools/toolu_scripted_2/approve`, { method: 'POST', json: { outcome: 'proceed_once' } });
+      const done = await waitForStatus(second, id, ['completed', 'failed']);
+      expect(done.status).to.equal('completed');
+      expect(done.output.toolCalls[0].output).to.equal(`token length ${secret.length}`);
+      const stored = JSON.stringify((await second.api(`/tasks/${id}/history`)).body) + JSON.stringify(failed);
+      expect(stored).to.not.include(secret);
+    } finally {
+      await service.cleanup();
+    }
+  });
+
+  it('an approval that expires while no process runs is closed as expired at the next start, and the model is told', async () => {
+    const tools = new FakeToolRouter({ act: { handler: () => text('acted') } });
+    const service = await restartable({ projects: { default: { approvalTimeoutMs: 1_500 } } }, tools);
+    try {
+      const first = await service.start();
+      const id = (await first.api('/tasks', { method: 'POST', json: { message: '/call act {}', autoExecute: false } })).body.data.id;
+      await waitForStatus(first, id, ['awaiting_approval']);
+      await first.close();
+      await new Promise((resolve) => setTimeout(resolve, 1_600));
+
+      const second = await service.start();
+      const done = await waitForStatus(second, id, ['completed', 'failed'], 15_000);
+      expect(done.status).to.equal('completed');
+      expect(done.output.toolCalls[0]).to.include({ status: 'cancelled' });
+      expect(done.output.toolCalls[0].output).to.match(/Nobody approved this tool call in time/);
+      const [audit] = (await second.api(`/tasks/${id}/approvals`)).body.data.approvals;
+      expect(audit).to.include({ status: 'expired', reason: 'expired', decidedBy: 'system' });
+      expect(tools.calls).to.deep.equal([]);
+    } finally {
+      await service.cleanup();
+    }
+  });
+
+  it('a suspended task can be cancelled after the restart: its call shows as not run and its approval is closed', async () => {
+    const tools = new FakeToolRouter({ act: { handler: () => text('acted') } });
+    const service = await restartable({}, tools);
+    try {
+      const first = await service.start();
+      const id = (await first.api('/tasks', { method: 'POST', json: { message: '/call act {}', autoExecute: false } })).body.data.id;
+      await waitForStatus(first, id, ['awaiting_approval']);
+      await first.close();
+
+      const second = await service.start();
+      expect((await second.api(`/tasks/${id}`, { method: 'DELETE' })).status).to.equal(200);
+      const task = (await second.api(`/tasks/${id}`)).body.data;
+      expect(task.status).to.equal('cancelled');
+      expect(task.output.toolCalls[0]).to.include({ status: 'cancelled' });
+      const [audit] = (await second.api(`/tasks/${id}/approvals`)).body.data.approvals;
+      expect(audit).to.include({ status: 'cancelled', decidedBy: 'system' });
+      const late = await second.api(`/tasks/${id}/tools/toolu_scripted_1/approve`, { method: 'POST', json: { outcome: 'proceed_once' } });
+      expect(late.status).to.equal(409);
+      expect(tools.calls).to.deep.equal([]);
+    } finally {
+      await service.cleanup();
+    }
+  });
+
+  it('of two parallel calls, one decided before the shutdown and one after, each runs exactly once', async () => {
+    const tools = new FakeToolRouter({ one: { handler: () => text('one done') }, two: { handler: () => text('two done') } });
+    const service = await restartable({}, tools);
+    try {
+      const first = await service.start();
+      // The scripted model makes one call per turn; both calls wait in turn one and two here.
+      const id = (await first.api('/tasks', { method: 'POST', json: { message: '/call one {}\n/call two {}\n/reply both', autoExecute: false } })).body.data.id;
+      await pendingOn(first, id, 'toolu_scripted_1');
+      await first.api(`/tasks/${id}/tools/toolu_scripted_1/approve`, { method: 'POST', json: { outcome: 'proceed_once' } });
+      await pendingOn(first, id, 'toolu_scripted_2');
+      await first.close();
+
+      const second = await service.start();
+      const [a, b] = await Promise.all([1, 2].map(() => second.api(`/tasks/${id}/tools/toolu_scripted_2/approve`, { method: 'POST', json: { outcome: 'proceed_once' } })));
+      expect([a!.status, b!.status].sort()).to.deep.equal([200, 409]);
+      const done = await waitForStatus(second, id, ['completed', 'failed']);
+      expect(done.status).to.equal('completed');
+      expect(tools.calls.map((c) => c.name)).to.deep.equal(['one', 'two']);
+    } finally {
+      await service.cleanup();
+    }
+  });
+
+  /** Waits until the call is pending approval on the task. */
+  async function pendingOn(airlock: TestAirlock, id: string, callId: string): Promise<void> {
+    await waitFor(async () => {
+      const { body } = await airlock.api(`/tasks/${id}`);
+      return body.data.pendingApprovals?.some((p: { callId: string }) => p.callId === callId);
+    }, `${callId} to wait for approval`);
+  }
 });

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runAirlockCli, spawnAirlock } from '../support/process.js';
@@ -85,6 +85,30 @@ describe('The airlock process', function () {
       return t.status === 'completed' ? t : undefined;
     }, 'completed');
     expect(resumed.output.content).to.equal('back again');
+  });
+
+  it('keeps a task that waited for approval when the process died waiting; approved on the next start, its call runs once', async () => {
+    const proc = await start();
+    const message = '/call write_file {"path":"approved.txt","content":"ran after the crash"}\n/reply written';
+    const id = (await call(proc.url, '/tasks', { method: 'POST', json: { message, autoExecute: false } })).body.data.id;
+    await until(async () => ((await call(proc.url, `/tasks/${id}`)).body.data.status === 'awaiting_approval' ? true : undefined), 'awaiting_approval');
+    proc.kill('SIGKILL');
+    await proc.exited;
+
+    const next = await start();
+    const waiting = (await call(next.url, `/tasks/${id}`)).body.data;
+    expect(waiting.status).to.equal('awaiting_approval');
+    expect(waiting.pendingApprovals.map((p: { toolName: string }) => p.toolName)).to.deep.equal(['write_file']);
+    expect(next.output()).to.include('still wait');
+    const approved = await call(next.url, `/tasks/${id}/tools/toolu_scripted_1/approve`, { method: 'POST', json: { outcome: 'proceed_once' } });
+    expect(approved.body.data).to.deep.equal({ approved: true });
+    const done = await until(async () => {
+      const t = (await call(next.url, `/tasks/${id}`)).body.data;
+      return ['completed', 'failed'].includes(t.status) ? t : undefined;
+    }, 'the resumed task to finish');
+    expect(done.status, JSON.stringify(done.error)).to.equal('completed');
+    expect(done.output.content).to.equal('written');
+    expect(await readFile(join(dataDir, 'workspaces', id, 'approved.txt'), 'utf8')).to.equal('ran after the crash');
   });
 
   it('on SIGTERM stops accepting, cancels running work cleanly, ends streams, persists, and exits 0', async () => {

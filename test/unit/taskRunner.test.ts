@@ -9,7 +9,8 @@ import { EventLog, InProcessEventBus } from '../../src/runtime/events.js';
 import { SecretRegistry } from '../../src/runtime/scrubber.js';
 import { SessionRegistry } from '../../src/runtime/sessions.js';
 import type { TaskSession } from '../../src/runtime/sessions.js';
-import { RunAbort, TaskRunner } from '../../src/runtime/taskRunner.js';
+import { RunAbort } from '../../src/runtime/runAbort.js';
+import { TaskRunner } from '../../src/runtime/taskRunner.js';
 import { SqliteStore } from '../../src/store/sqliteStore.js';
 import type { EventRecord, TaskRecord } from '../../src/store/store.js';
 import { FakeToolRouter, ManualModel, text } from '../support/fakes.js';
@@ -100,7 +101,7 @@ describe('TaskRunner', () => {
       id, projectId: 'default', apiKeyId: 'key-1', endUserId: null, sessionId: session.sessionId, conversationId: randomUUID(),
       status: 'pending', message: session.scrubber.text(message), systemPrompt: null, showInHistory: true, autoExecute: true,
       env: null, error: null, usage: { inputTokens: 0, outputTokens: 0, turns: 0 }, createdAt: now, startedAt: null,
-      completedAt: null, lastActivityAt: now, messageCount: 0, runStartSeq: 0,
+      completedAt: null, lastActivityAt: now, messageCount: 0, runStartSeq: 0, secretKeys: Object.keys(secrets),
     };
     await store.createTask(task);
     await store.appendMessage({ id: randomUUID(), taskId: id, role: 'user', content: session.scrubber.text(message), createdAt: now });

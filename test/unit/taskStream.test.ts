@@ -123,7 +123,7 @@ describe('TaskStreams', () => {
       id, projectId, apiKeyId: 'key-1', endUserId: null, sessionId: randomUUID(), conversationId: randomUUID(),
       status, message: 'hello', systemPrompt: null, showInHistory: true, autoExecute: true, env: null, error: null,
       usage: { inputTokens: 0, outputTokens: 0, turns: 0 }, createdAt: now, startedAt: now, completedAt: null,
-      lastActivityAt: now, messageCount: 0, runStartSeq: 0,
+      lastActivityAt: now, messageCount: 0, runStartSeq: 0, secretKeys: [],
     };
     await store.createTask(task);
     await store.appendMessage({ id: randomUUID(), taskId: id, role: 'user', content: 'hello', createdAt: now });
