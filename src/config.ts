@@ -86,6 +86,8 @@ export interface Config {
   rateLimit?: { requestsPerMinute: number; burst?: number };
   concurrency: number;
   maxTurns: number;
+  /** How long a task's in-memory session outlives its last run. */
+  sessionIdleMs: number;
   model: ModelConfig;
   /** A known API key registered (hashed) for the default project at start-up. */
   bootstrapApiKey?: string;
@@ -114,7 +116,7 @@ interface FileConfig {
   server?: { host?: string; port?: number; bodyLimitBytes?: number; heartbeatIntervalMs?: number; shutdownGraceMs?: number; rateLimit?: { requestsPerMinute: number; burst?: number } };
   dataDir?: string;
   logLevel?: string;
-  tasks?: { concurrency?: number; maxTurns?: number };
+  tasks?: { concurrency?: number; maxTurns?: number; sessionIdleMs?: number };
   model?: Partial<Omit<ModelConfig, 'apiKey'>>;
   projects?: Record<string, ProjectConfig>;
   mcp?: Partial<McpPoolConfig>;
@@ -191,6 +193,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     rateLimit: file.server?.rateLimit,
     concurrency,
     maxTurns: file.tasks?.maxTurns ?? 50,
+    sessionIdleMs: file.tasks?.sessionIdleMs ?? 15 * 60_000,
     model: {
       provider,
       apiKey,

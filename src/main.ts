@@ -37,7 +37,6 @@ export interface AirlockOverrides {
   modelFor?: (projectId: string) => ModelClient;
   /** Where the bootstrap key is announced (default: stdout). */
   announce?: (text: string) => void;
-  sessionIdleMs?: number;
 }
 
 /** A running Airlock: its HTTP server and the parts tests want to reach. */
@@ -56,7 +55,6 @@ export interface Airlock {
 }
 
 export const BASE_SYSTEM_PROMPT = 'You are an Airlock agent. Work step by step, use the tools you are given when they help, and finish with a clear answer.';
-const DEFAULT_SESSION_IDLE_MS = 15 * 60_000;
 
 /** The composition root: config → store → runtime → api → listen. */
 export async function startAirlock(config: Config, overrides: AirlockOverrides = {}): Promise<Airlock> {
@@ -78,7 +76,7 @@ export async function startAirlock(config: Config, overrides: AirlockOverrides =
   const pool = new McpPool({ maxConnections: config.mcp.maxConnections, idleTtlMs: config.mcp.idleTtlMs });
   const toolRouter = overrides.toolRouter ?? new McpToolRouter({ pool, projects: config.projects, poolConfig: config.mcp, builtin: workspaceServerLauncher(), logger });
   const modelFor = overrides.modelFor ?? modelFactory(config, logger);
-  const sessions = new SessionRegistry(secrets, overrides.sessionIdleMs ?? DEFAULT_SESSION_IDLE_MS);
+  const sessions = new SessionRegistry(secrets, config.sessionIdleMs);
   const gate = new ApprovalGate(store, (taskId) => sessions.get(taskId)?.scrubber ?? new Scrubber({}));
   const runner = new TaskRunner({
     store, events, tools: toolRouter, modelFor, gate, logger, maxTurns: config.maxTurns,

@@ -98,15 +98,18 @@ export class TaskRunner {
     let finalResponse = '';
     try {
       let unfinished: UnfinishedTurn | undefined;
+      const missing = task.secretKeys.filter((key) => !session.secretKeys().has(key));
       if (mode === 'resume') {
         const messages = await store.listMessages(taskId);
         session.conversation = conversationFromMessages(messages);
         unfinished = unfinishedTurn(await readEvents(store, taskId, messages.at(-1)?.afterSeq ?? 0));
-        const missing = task.secretKeys.filter((key) => !session.secretKeys().has(key));
         if (missing.length) {
           if (unfinished) await this.abandon(task.id, session, unfinished, emit);
           throw new SecretsLostError(missing);
         }
+      } else if (missing.length) {
+        // A follow-up to a task whose session expired (or outlived a restart) without its secrets.
+        await emit('status', { status: 'running', message: `The task's secrets (${missing.join(', ')}) ended with its previous session; this run goes on without them. Send them with a follow-up if the task needs them.` });
       }
       session.conversation ??= conversationFromMessages(await store.listMessages(taskId));
       finalResponse = await this.loop(task, session, signal, emit, unfinished);
