@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import { describeError } from '../errors.js';
 import { ModelError } from '../model/modelClient.js';
 import type { ContentBlock, ModelClient, ModelMessage, ToolDefinition } from '../model/modelClient.js';
-import type { Store, TaskRecord, TaskUsage, Thought, ToolCallRecord } from '../store/store.js';
+import type { Store, TaskRecord, Thought, ToolCallRecord } from '../store/store.js';
 import { conversationFromMessages, pushUser, toolResultText } from './conversation.js';
 import type { EventLog, EventType } from './events.js';
 import { StreamScrubber } from './scrubber.js';
@@ -14,6 +14,9 @@ import type { ApprovalGate } from './approvalGate.js';
 import { ToolCalls } from './toolCalls.js';
 import type { TurnContext } from './toolCalls.js';
 import { RequiredServerError } from './mcpToolRouter.js';
+import type { InputRequests } from './inputRequests.js';
+import { TaskServerRequests } from './taskServerRequests.js';
+import { UsageMeter } from './usageMeter.js';
 
 /** Why a run was aborted: the user cancelled it, or the service is shutting down. */
 export class RunAbort extends Error {
@@ -39,6 +42,8 @@ export interface TaskRunnerOptions {
   /** A project's configuration (tool policies, approval timeout). */
   projectFor: (projectId: string) => ProjectConfig;
   gate: ApprovalGate;
+  /** Where MCP servers' input requests wait for a person. */
+  inputs: InputRequests;
   maxTurns: number;
   logger: Logger;
 }
@@ -57,7 +62,8 @@ export class TaskRunner {
     this.toolCalls = new ToolCalls(options.gate);
   }
 
-  // awaiting_approval while any call of the turn waits for a person (parallel calls may all wait).
+  // awaiting_approval while anything of the run waits for a person: tool calls (parallel calls may
+  // all wait), and its MCP servers' input and sampling requests.
   private waiting(taskId: string, emit: Emit, signal: AbortSignal): TurnContext['waiting'] {
     let count = 0;
     const { store } = this.options;
@@ -116,8 +122,11 @@ export class TaskRunner {
   private async loop(task: TaskRecord, session: TaskSession, signal: AbortSignal, emit: Emit): Promise<string> {
     const { store, maxTurns } = this.options;
     const model = this.options.modelFor(task.projectId);
+    const project = this.options.projectFor(task.projectId);
     const conversation = session.conversation!;
     const system = this.options.systemPromptFor(task);
+    const waiting = this.waiting(task.id, emit, signal);
+    const usage = new UsageMeter(store, task.id, task.usage);
     session.tools ??= await this.options.tools.openSession({
       taskId: task.id,
       projectId: task.projectId,
@@ -126,9 +135,9 @@ export class TaskRunner {
       workspaceDir: await this.options.workspaceFor(task.id),
       onStatus: (message) => void emit('status', { status: 'running', message }),
       signal,
+      serverRequests: new TaskServerRequests({ task, project, session, signal, emit, waiting, gate: this.options.gate, inputs: this.options.inputs, model, usage }),
     });
     const answers: string[] = [];
-    let usage: TaskUsage = { ...task.usage };
 
     for (let turn = 1; turn <= maxTurns; turn++) {
       signal.throwIfAborted();
@@ -168,8 +177,7 @@ export class TaskRunner {
         await emit('content', { text, isPartial: false });
         answers.push(text);
       }
-      usage = { inputTokens: usage.inputTokens + end.usage.inputTokens, outputTokens: usage.outputTokens + end.usage.outputTokens, turns: usage.turns + 1 };
-      await store.updateTask(task.id, { usage });
+      await usage.add(end.usage, 1);
       conversation.push({ role: 'assistant', content: end.content });
 
       const next: NextStep = nextStep(end.content);
@@ -178,7 +186,7 @@ export class TaskRunner {
           await this.storeAssistant(task.id, session, text, thoughts, []);
           return answers.join('\n\n');
         case 'tools': {
-          const turnContext = { task, project: this.options.projectFor(task.projectId), session, signal, emit, waiting: this.waiting(task.id, emit, signal) };
+          const turnContext = { task, project, session, signal, emit, waiting };
           const records = await Promise.all(next.calls.map((call) => this.toolCalls.run(turnContext, call)));
           pushUser(conversation, records.map(({ result, record }) => ({ type: 'tool_result' as const, toolUseId: record.callId, content: result.content, isError: result.isError })));
           await this.storeAssistant(task.id, session, text, thoughts, records.map((r) => r.record));

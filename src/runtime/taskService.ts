@@ -4,6 +4,7 @@ import { ServiceError } from '../errors.js';
 import { FINISHED_STATUSES, isLive, LIVE_STATUSES } from '../store/store.js';
 import type { ApprovalOutcome, AttachedFile, EventRecord, MessageRecord, Store, TaskRecord, TaskStatus } from '../store/store.js';
 import type { ApprovalGate } from './approvalGate.js';
+import type { InputAction, InputRequests } from './inputRequests.js';
 import { principalId } from './principal.js';
 import { pushUser, userText } from './conversation.js';
 import type { EventLog } from './events.js';
@@ -38,6 +39,8 @@ export interface FollowUpInput {
 export interface TaskView extends Omit<TaskRecord, 'runStartSeq'> {
   output?: { content: string; updatedAt: string; thoughts?: TurnState['thoughts']; toolCalls?: TurnState['toolCalls'] };
   pendingApprovals?: { callId: string; toolName: string; server?: string; tool?: string; args: Record<string, unknown>; requestedAt: string }[];
+  /** MCP servers' input requests waiting for an answer: each `input_required` payload with `requestedAt`. */
+  pendingInputs?: Record<string, unknown>[];
 }
 
 export interface TaskServiceOptions {
@@ -47,6 +50,7 @@ export interface TaskServiceOptions {
   runner: TaskRunner;
   sessions: SessionRegistry;
   gate: ApprovalGate;
+  inputs: InputRequests;
   logger: Logger;
   /** How long a cancel waits for the run to wind down before it records the cancel itself. */
   cancelWaitMs?: number;
@@ -151,6 +155,12 @@ export class TaskService {
     return { approved: answer.outcome !== 'cancel' };
   }
 
+  /** Answers an MCP server's pending input request (POST /tasks/:id/inputs/:requestId). */
+  async answerInput(principal: Principal, taskId: string, requestId: string, answer: { action: InputAction; content?: Record<string, unknown> }): Promise<{ requestId: string; action: InputAction }> {
+    await this.visibleTask(principal, taskId);
+    return this.options.inputs.answer(taskId, requestId, answer, principalId(principal));
+  }
+
   /** The audit trail of a task's approvals (GET /tasks/:id/approvals). */
   async approvals(principal: Principal, taskId: string) {
     await this.visibleTask(principal, taskId);
@@ -167,6 +177,7 @@ export class TaskService {
     }
     if (task.status !== 'pending' || task.startedAt) {
       const state = foldEvents(await this.runEvents(taskId, task.runStartSeq));
+      if (task.status === 'awaiting_approval' && state.pendingInputs.length) view.pendingInputs = state.pendingInputs.map((input) => ({ ...input.request, requestedAt: input.requestedAt }));
       view.output = {
         content: state.content,
         updatedAt: state.updatedAt ?? task.lastActivityAt,
