@@ -52,7 +52,9 @@ export interface ProjectConfig {
   toolPolicies?: ToolPolicyRule[];
   /** Treat readOnlyHint tools as allowed when no rule matches. */
   trustAnnotations?: boolean;
-  /** Pending approvals are cancelled as expired after this long. */
+  /** Ordered rules for MCP servers' sampling requests (answered by the task's model). */
+  samplingPolicies?: SamplingPolicyRule[];
+  /** Pending approvals and input requests are cancelled as expired after this long. */
   approvalTimeoutMs?: number;
 }
 
@@ -62,6 +64,14 @@ export interface ToolPolicyRule {
   server?: string;
   /** The server's tool name, glob. */
   tool: string;
+  decision: 'allow' | 'ask' | 'deny';
+  reason?: string;
+}
+
+/** One rule of a project's sampling policy: may this server have the task's model answer it? */
+export interface SamplingPolicyRule {
+  /** Server name glob; absent matches every server. */
+  server?: string;
   decision: 'allow' | 'ask' | 'deny';
   reason?: string;
 }

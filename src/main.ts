@@ -16,6 +16,7 @@ import { ScriptedModelClient } from './model/scriptedModelClient.js';
 import { createApiKey, hashApiKey } from './runtime/apiKeys.js';
 import { EventLog, InProcessEventBus } from './runtime/events.js';
 import { ApprovalGate } from './runtime/approvalGate.js';
+import { InputRequests } from './runtime/inputRequests.js';
 import { Scrubber, SecretRegistry } from './runtime/scrubber.js';
 import { SessionRegistry } from './runtime/sessions.js';
 import { InProcessTaskQueue } from './runtime/taskQueue.js';
@@ -78,14 +79,15 @@ export async function startAirlock(config: Config, overrides: AirlockOverrides =
   const modelFor = overrides.modelFor ?? modelFactory(config, logger);
   const sessions = new SessionRegistry(secrets, config.sessionIdleMs);
   const gate = new ApprovalGate(store, (taskId) => sessions.get(taskId)?.scrubber ?? new Scrubber({}));
+  const inputs = new InputRequests(store);
   const runner = new TaskRunner({
-    store, events, tools: toolRouter, modelFor, gate, logger, maxTurns: config.maxTurns,
+    store, events, tools: toolRouter, modelFor, gate, inputs, logger, maxTurns: config.maxTurns,
     systemPromptFor: (task) => systemPrompt(config, task),
     workspaceFor: (taskId) => ensureWorkspace(config, taskId),
     projectFor: (projectId) => config.projects[projectId] ?? {},
   });
   const queue = new InProcessTaskQueue(config.concurrency);
-  const tasks = new TaskService({ store, events, queue, runner, sessions, gate, logger });
+  const tasks = new TaskService({ store, events, queue, runner, sessions, gate, inputs, logger });
   const streams = new TaskStreams({ store, bus, service: tasks });
 
   const recovered = await tasks.recoverInterrupted();

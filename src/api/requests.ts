@@ -2,6 +2,7 @@ import { Ajv } from 'ajv';
 import type { ErrorObject, ValidateFunction } from 'ajv';
 import { ServiceError } from '../errors.js';
 import type { FieldProblem } from '../errors.js';
+import type { InputAction } from '../runtime/inputRequests.js';
 import type { CreateTaskInput, FollowUpInput } from '../runtime/taskService.js';
 import type { TaskStatus } from '../store/store.js';
 
@@ -55,8 +56,19 @@ export const approveSchema = {
   },
 } as const;
 
+export const inputAnswerSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['action'],
+  properties: {
+    action: { enum: ['accept', 'decline', 'cancel'] },
+    content: { type: 'object' },
+  },
+} as const;
+
 const validators = {
   approve: ajv.compile(approveSchema),
+  inputAnswer: ajv.compile(inputAnswerSchema),
   createTask: ajv.compile(createTaskSchema),
   followUp: ajv.compile(followUpSchema),
   listTasks: ajv.compile(listTasksSchema),
@@ -108,6 +120,12 @@ export function parseApprove(body: RequestBody): { outcome: 'proceed_once' | 'pr
   const fields = normalise(body, []);
   check(validators.approve, fields);
   return fields as { outcome: 'proceed_once' | 'proceed_always' | 'cancel'; reason?: string; args?: Record<string, unknown> };
+}
+
+export function parseInputAnswer(body: RequestBody): { action: InputAction; content?: Record<string, unknown> } {
+  const fields = normalise(body, []);
+  check(validators.inputAnswer, fields);
+  return fields as { action: InputAction; content?: Record<string, unknown> };
 }
 
 /** Parses `after` / Last-Event-ID: a non-negative integer sequence, or undefined. */

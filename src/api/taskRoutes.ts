@@ -4,7 +4,7 @@ import { koaBody } from 'koa-body';
 import { ServiceError } from '../errors.js';
 import type { Principal } from '../runtime/principal.js';
 import type { AppOptions } from './app.js';
-import { parseApprove, parseCreateTask, parseFollowUp, parseListQuery, parseResumeSeq } from './requests.js';
+import { parseApprove, parseCreateTask, parseFollowUp, parseInputAnswer, parseListQuery, parseResumeSeq } from './requests.js';
 import type { RequestBody } from './requests.js';
 import { SseSink } from './sse.js';
 
@@ -59,6 +59,13 @@ export function taskRoutes(router: Router, options: AppOptions): void {
     const callId = (ctx as Context & { params: Record<string, string> }).params.callId ?? '';
     const answer = parseApprove(requestBody(ctx));
     ctx.body = { success: true, data: await tasks.approve(principal(ctx), id, callId, answer) };
+  });
+
+  router.post('/tasks/:id/inputs/:requestId', body, async (ctx) => {
+    const id = taskId(ctx);
+    const requestId = (ctx as Context & { params: Record<string, string> }).params.requestId ?? '';
+    const answer = parseInputAnswer(requestBody(ctx));
+    ctx.body = { success: true, data: await tasks.answerInput(principal(ctx), id, requestId, answer) };
   });
 
   router.get('/tasks/:id/approvals', async (ctx) => {

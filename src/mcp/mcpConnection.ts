@@ -1,12 +1,27 @@
-import { Client, SSEClientTransport, SdkError, SdkErrorCode, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
-import type { CallToolResult, Tool, Transport } from '@modelcontextprotocol/client';
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { Client, ProtocolError, ProtocolErrorCode, SSEClientTransport, SdkError, SdkErrorCode, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
+import type { CallToolResult, ClientCapabilities, CreateMessageResult, ElicitResult, Tool, Transport } from '@modelcontextprotocol/client';
 import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
 import type { McpServerConfig } from '../config.js';
+import { CallDeadline } from './callDeadline.js';
+import { attribute } from './serverRequests.js';
+import type { ActiveCall, CallRequests, ServerRequestContext, ServerRequestHandler } from './serverRequests.js';
 
 export const DEFAULT_CONNECT_TIMEOUT_MS = 30_000;
 export const DEFAULT_TOOL_TIMEOUT_MS = 60_000;
 const STDERR_TAIL_CHARS = 2_000;
 const CLIENT_INFO = { name: 'airlock', version: '0.1.0' };
+/** The longest delay a Node timer takes: a call whose time limit Airlock keeps itself passes this to the SDK. */
+const MAX_TIMER_MS = 2_147_483_647;
+
+/**
+ * What a connection that serves server requests declares. Form defaults (SEP-1034) are filled in
+ * by Airlock when it checks a person's answer, hence `applyDefaults`.
+ */
+export const SERVER_REQUEST_CAPABILITIES: ClientCapabilities = { elicitation: { form: { applyDefaults: true }, url: {} }, sampling: {} };
+
+/** The call a server's message arrived with, followed through the SDK's promise chains. */
+const relatedCall = new AsyncLocalStorage<ActiveCall>();
 
 /** Everything needed to open one connection; values are already resolved (secrets inside). */
 export interface ConnectionSpec {
@@ -20,6 +35,11 @@ export interface ConnectionSpec {
   env?: Record<string, string>;
   /** stdio: the command line to run instead of config.command/args (a sandbox wrapper). */
   launch?: { command: string; args: string[] };
+  /**
+   * Serve the server's elicitation and sampling requests (and declare them as capabilities);
+   * absent: declare none. `onRefused` hears of each request that belonged to no call in flight.
+   */
+  serverRequests?: { onRefused(refused: { server: string; method: string; reason: string }): void };
 }
 
 /** Progress of a call as a server reports it. */
@@ -35,6 +55,11 @@ export interface CallOptions {
   onProgress?: (progress: CallProgress) => void;
   /** Sent as the request's `_meta`. */
   meta?: Record<string, unknown>;
+  /**
+   * Who answers the server's requests made while it serves this call. With it, `timeoutMs` does
+   * not count the time spent answering them.
+   */
+  requests?: CallRequests;
 }
 
 type State = 'idle' | 'connecting' | 'ready' | 'closed';
@@ -50,6 +75,7 @@ export class McpConnection {
   private connecting: Promise<Client> | null = null;
   private tools: Tool[] | null = null;
   private stderrTail = '';
+  private readonly active = new Set<ActiveCall>();
   /** Tasks holding this connection now. */
   leases = 0;
   /** When the last lease was released (for the idle TTL and eviction). */
@@ -97,16 +123,36 @@ export class McpConnection {
   /** Calls a tool; throws on transport failure, timeout or abort (the caller turns that into a tool error). */
   async callTool(name: string, args: Record<string, unknown>, options: CallOptions): Promise<CallToolResult> {
     const client = await this.connect(options.signal);
-    return this.retryOnExpiredSession(client, (c) =>
+    const call = (signal: AbortSignal, timeout: number) => this.retryOnExpiredSession(client, (c) =>
       c.callTool(
         { name, arguments: args, ...(options.meta ? { _meta: options.meta } : {}) },
         {
-          signal: options.signal,
-          timeout: options.timeoutMs,
+          signal,
+          timeout,
           onprogress: options.onProgress ? (p) => options.onProgress!({ progress: p.progress, ...(p.total !== undefined ? { total: p.total } : {}), ...(p.message ? { message: p.message } : {}) }) : undefined,
         },
       ) as Promise<CallToolResult>,
     );
+    if (!options.requests || !this.spec.serverRequests) return call(options.signal, options.timeoutMs);
+
+    // The SDK's own timeout would run on while a person answers the server, so Airlock keeps the
+    // call's time itself, pausing it during those answers, and ends the call the way the SDK would.
+    const controller = new AbortController();
+    const onAbort = () => controller.abort(options.signal.reason);
+    options.signal.addEventListener('abort', onAbort, { once: true });
+    if (options.signal.aborted) onAbort();
+    const deadline = new CallDeadline(options.timeoutMs, () => controller.abort(new SdkError(SdkErrorCode.RequestTimeout, 'Request timed out', { timeout: options.timeoutMs })));
+    const active: ActiveCall = { ...options.requests, signal: controller.signal, pause: () => deadline.pause() };
+    this.active.add(active);
+    try {
+      return await relatedCall.run(active, () => call(controller.signal, MAX_TIMER_MS));
+    } finally {
+      deadline.stop();
+      this.active.delete(active);
+      options.signal.removeEventListener('abort', onAbort);
+      // Requests of this call still waiting for an answer are withdrawn with it.
+      controller.abort(new Error('the tool call ended'));
+    }
   }
 
   async close(): Promise<void> {
@@ -120,10 +166,20 @@ export class McpConnection {
   private async open(): Promise<Client> {
     this.state = 'connecting';
     const client = new Client(CLIENT_INFO, {
-      capabilities: {},
+      capabilities: this.spec.serverRequests ? SERVER_REQUEST_CAPABILITIES : {},
       versionNegotiation: { mode: negotiationMode(this.spec.config) },
       listChanged: { tools: { autoRefresh: false, debounceMs: 0, onChanged: () => void (this.tools = null) } },
     });
+    if (this.spec.serverRequests) {
+      // The same handlers answer 2025-era requests and the embedded requests of a 2026-07-28
+      // `input_required` result (the SDK retries the call with the answers).
+      client.setRequestHandler('elicitation/create', (request, ctx) =>
+        this.serve<ElicitResult>('elicitation/create', ctx.mcpReq.signal, (handler, context) => handler.elicit(request.params, context), () => ({ action: 'decline' })));
+      client.setRequestHandler('sampling/createMessage', (request, ctx) =>
+        this.serve<CreateMessageResult>('sampling/createMessage', ctx.mcpReq.signal, (handler, context) => handler.createMessage(request.params, context), (reason) => {
+          throw new ProtocolError(ProtocolErrorCode.InvalidRequest, `Airlock refused the sampling request: ${reason}`);
+        }));
+    }
     const transport = this.transport();
     // A transport that closes (process exit, dropped stream) leaves the connection to be reopened.
     client.onclose = () => {
@@ -149,6 +205,33 @@ export class McpConnection {
     this.client = client;
     this.state = 'ready';
     return client;
+  }
+
+  // Routes a server's request to the owner of the call it belongs to; refuses one that belongs to none.
+  private async serve<T>(
+    method: string, signal: AbortSignal,
+    answer: (handler: ServerRequestHandler, context: ServerRequestContext) => Promise<T>,
+    refuse: (reason: string) => T,
+  ): Promise<T> {
+    const attribution = attribute(relatedCall.getStore(), [...this.active]);
+    if (attribution.kind === 'none') {
+      this.spec.serverRequests?.onRefused({ server: this.spec.serverName, method, reason: attribution.reason });
+      return refuse(attribution.reason);
+    }
+    const calls = attribution.kind === 'call' ? [attribution.call] : attribution.calls;
+    const resumes = calls.map((call) => call.pause());
+    const context: ServerRequestContext = {
+      server: this.spec.serverName,
+      ...(attribution.kind === 'call' ? { callId: attribution.call.callId } : {}),
+      // Withdrawn when the server cancels it, or when the call it belongs to (or, unattributed
+      // within one owner, the last of that owner's calls) ends.
+      signal: AbortSignal.any([signal, attribution.kind === 'call' ? attribution.call.signal : allAborted(calls.map((call) => call.signal))]),
+    };
+    try {
+      return await answer(calls[0]!.handler, context);
+    } finally {
+      for (const resume of resumes) resume();
+    }
   }
 
   private transport(): Transport {
@@ -178,7 +261,8 @@ export class McpConnection {
       if (!isExpiredSession(err) || this.state === 'closed') throw err;
       if (this.client === client) this.client = null;
       await client.close().catch(() => undefined);
-      return run(await this.connect());
+      // The new session's streams outlive this call: they must not be opened inside its context.
+      return run(await relatedCall.exit(() => this.connect()));
     }
   }
 }
@@ -196,6 +280,17 @@ function isExpiredSession(err: unknown): boolean {
 /** True when a call failed because it ran out of time (the SDK also uses this code for a caller's abort, without `data.timeout`). */
 export function isTimeout(err: unknown): boolean {
   return err instanceof SdkError && err.code === SdkErrorCode.RequestTimeout && typeof (err.data as { timeout?: unknown } | undefined)?.timeout === 'number';
+}
+
+/** A signal that aborts once every one of `signals` has. */
+function allAborted(signals: AbortSignal[]): AbortSignal {
+  const controller = new AbortController();
+  const check = () => {
+    if (signals.every((signal) => signal.aborted)) controller.abort(signals.at(-1)?.reason);
+  };
+  for (const signal of signals) signal.addEventListener('abort', check, { once: true });
+  check();
+  return controller.signal;
 }
 
 function untilAborted<T>(promise: Promise<T>, signal?: AbortSignal): Promise<T> {

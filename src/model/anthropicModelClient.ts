@@ -211,7 +211,7 @@ export class AnthropicModelClient implements ModelClient {
   #params(request: ModelRequest): MessageCreateParamsStreaming {
     const params: MessageCreateParamsStreaming = {
       model: this.#model,
-      max_tokens: this.#maxTokens,
+      max_tokens: Math.min(request.maxTokens ?? this.#maxTokens, this.#maxTokens),
       messages: request.messages.map(toMessageParam),
       stream: true,
     };
@@ -221,7 +221,8 @@ export class AnthropicModelClient implements ModelClient {
         (t): Tool => ({ name: t.name, description: t.description, input_schema: t.inputSchema as Tool.InputSchema }),
       );
     }
-    if (this.#thinkingBudgetTokens !== undefined) {
+    // Thinking needs room beyond its budget; a request that asks for fewer tokens goes without it.
+    if (this.#thinkingBudgetTokens !== undefined && (request.maxTokens === undefined || this.#thinkingBudgetTokens < params.max_tokens)) {
       params.thinking = { type: 'enabled', budget_tokens: this.#thinkingBudgetTokens };
     }
     return params;

@@ -33,6 +33,8 @@ export interface ModelRequest {
   tools: ToolDefinition[];
   /** Aborts the call: the stream ends by throwing the signal's reason. */
   signal: AbortSignal;
+  /** At most this many output tokens (an MCP server's sampling request); the client's own limit still applies. */
+  maxTokens?: number;
 }
 
 export type StopReason = 'end_turn' | 'tool_use' | 'max_tokens' | 'stop_sequence' | 'refusal' | 'pause_turn';

@@ -186,6 +186,11 @@ export class ApprovalGate {
     return closed;
   }
 
+  /** Closes one pending approval as cancelled by the system; false when it was decided already. */
+  cancel(taskId: string, callId: string, reason: string): Promise<boolean> {
+    return this.close(taskId, callId, 'cancelled', reason);
+  }
+
   /** Closes every pending approval of a task that stopped waiting (cancel, failure); returns those it closed. */
   async closeAll(taskId: string, reason: string): Promise<ApprovalRecord[]> {
     const closed: ApprovalRecord[] = [];

@@ -3,7 +3,7 @@ import type { Scrubber } from './scrubber.js';
 
 /** Every event type a task stream can carry (API.md section 5). */
 export const EVENT_TYPES = [
-  'status', 'thought', 'content', 'tool_call', 'tool_progress', 'tool_result',
+  'status', 'thought', 'content', 'tool_call', 'tool_progress', 'tool_result', 'input_required', 'input_resolved',
   'subagent_start', 'subagent_thought', 'subagent_tool', 'subagent_end', 'error', 'done',
 ] as const;
 export type EventType = (typeof EVENT_TYPES)[number];

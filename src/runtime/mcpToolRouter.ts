@@ -133,8 +133,15 @@ export class McpToolRouter implements ToolRouter {
     return pool.acquire({
       key, projectId: request.projectId, serverName: name, config,
       ...(stdio ? { env, cwd: resolveCwd(request.workspaceDir, config.cwd), ...(launch ? { launch } : {}) } : {}),
+      // The built-in server never asks its client anything; configured servers may.
+      ...(name === BUILTIN_SERVER ? {} : { serverRequests: this.serverRequests }),
     }, request.signal);
   }
+
+  // Shared by every connection: a request no call in flight can answer is refused, and logged.
+  private readonly serverRequests = {
+    onRefused: (refused: { server: string; method: string; reason: string }) => this.options.logger.warn(refused, 'refused an MCP server request that belongs to no tool call in flight'),
+  };
 
   private async connect(
     request: ToolSessionRequest, name: string, config: McpServerConfig, variables: Record<string, string>,
@@ -222,6 +229,7 @@ class McpToolSession implements ToolSession {
         timeoutMs,
         ...(context.onProgress ? { onProgress: context.onProgress } : {}),
         ...(context.meta ? { meta: context.meta } : {}),
+        ...(this.request.serverRequests ? { requests: { owner: this.request.taskId, callId: call.callId, handler: this.request.serverRequests } } : {}),
       });
       return { content: toolResultBlocks(result, this.options.poolConfig.toolResultLimitChars), isError: result.isError === true, server: entry.name };
     } catch (err) {

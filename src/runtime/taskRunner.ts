@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import { describeError } from '../errors.js';
 import { ModelError } from '../model/modelClient.js';
 import type { ContentBlock, ModelClient, ModelMessage, ToolDefinition } from '../model/modelClient.js';
-import type { Store, TaskRecord, TaskStatus, TaskUsage, Thought, ToolCallRecord } from '../store/store.js';
+import type { Store, TaskRecord, TaskStatus, Thought, ToolCallRecord } from '../store/store.js';
 import { conversationFromMessages, pushUser, toolResultText } from './conversation.js';
 import { readEvents } from './events.js';
 import type { EventLog, EventType } from './events.js';
@@ -15,9 +15,12 @@ import type { ApprovalGate } from './approvalGate.js';
 import { ToolCalls } from './toolCalls.js';
 import type { TurnContext } from './toolCalls.js';
 import { RequiredServerError } from './mcpToolRouter.js';
+import type { InputRequests } from './inputRequests.js';
 import { RunAbort } from './runAbort.js';
+import { TaskServerRequests } from './taskServerRequests.js';
 import { unfinishedTurn } from './turnState.js';
 import type { UnfinishedTurn } from './turnState.js';
+import { UsageMeter } from './usageMeter.js';
 
 
 /** Emits one event of the run; `settle` resolves when every event emitted so far is stored and sent. */
@@ -36,6 +39,8 @@ export interface TaskRunnerOptions {
   /** A project's configuration (tool policies, approval timeout). */
   projectFor: (projectId: string) => ProjectConfig;
   gate: ApprovalGate;
+  /** Where MCP servers' input requests wait for a person. */
+  inputs: InputRequests;
   maxTurns: number;
   logger: Logger;
 }
@@ -54,7 +59,8 @@ export class TaskRunner {
     this.toolCalls = new ToolCalls(options.gate);
   }
 
-  // awaiting_approval while any call of the turn waits for a person (parallel calls may all wait).
+  // awaiting_approval while anything of the run waits for a person: tool calls (parallel calls may
+  // all wait), and its MCP servers' input and sampling requests.
   private waiting(taskId: string, emit: Emit, signal: AbortSignal): TurnContext['waiting'] {
     let count = 0;
     const { store } = this.options;
@@ -132,8 +138,11 @@ export class TaskRunner {
   private async loop(task: TaskRecord, session: TaskSession, signal: AbortSignal, emit: Emit, unfinished?: UnfinishedTurn): Promise<string> {
     const { store, maxTurns } = this.options;
     const model = this.options.modelFor(task.projectId);
+    const project = this.options.projectFor(task.projectId);
     const conversation = session.conversation!;
     const system = this.options.systemPromptFor(task);
+    const waiting = this.waiting(task.id, emit, signal);
+    const usage = new UsageMeter(store, task.id, task.usage);
     session.tools ??= await this.options.tools.openSession({
       taskId: task.id,
       projectId: task.projectId,
@@ -142,15 +151,14 @@ export class TaskRunner {
       workspaceDir: await this.options.workspaceFor(task.id),
       onStatus: (message) => void emit('status', { status: 'running', message }),
       signal,
+      serverRequests: new TaskServerRequests({ task, project, session, signal, emit, waiting, gate: this.options.gate, inputs: this.options.inputs, model, usage }),
     });
     const answers: string[] = [];
-    let usage: TaskUsage = { ...task.usage };
-    const turnContext = () => ({ task, project: this.options.projectFor(task.projectId), session, signal, emit, waiting: this.waiting(task.id, emit, signal) });
     if (unfinished) {
       // The turn a previous process was in: its calls are completed as decided, not asked again.
       const approvals = new Map((await store.listApprovals(task.id)).map((a) => [a.callId, a]));
       conversation.push({ role: 'assistant', content: assistantBlocks(unfinished) });
-      const context = turnContext();
+      const context = { task, project, session, signal, emit, waiting };
       const records = await Promise.all(unfinished.calls.map((call) => this.toolCalls.resume(context, call, approvals.get(call.callId))));
       pushUser(conversation, records.map(({ result, record }) => ({ type: 'tool_result' as const, toolUseId: record.callId, content: result.content, isError: result.isError })));
       await this.storeAssistant(task.id, session, unfinished.text, unfinished.thoughts, records.map((r) => r.record));
@@ -195,8 +203,7 @@ export class TaskRunner {
         await emit('content', { text, isPartial: false });
         answers.push(text);
       }
-      usage = { inputTokens: usage.inputTokens + end.usage.inputTokens, outputTokens: usage.outputTokens + end.usage.outputTokens, turns: usage.turns + 1 };
-      await store.updateTask(task.id, { usage });
+      await usage.add(end.usage, 1);
       conversation.push({ role: 'assistant', content: end.content });
 
       const next: NextStep = nextStep(end.content);
@@ -205,8 +212,8 @@ export class TaskRunner {
           await this.storeAssistant(task.id, session, text, thoughts, []);
           return answers.join('\n\n');
         case 'tools': {
-          const context = turnContext();
-          const records = await Promise.all(next.calls.map((call) => this.toolCalls.run(context, call)));
+          const turnContext = { task, project, session, signal, emit, waiting };
+          const records = await Promise.all(next.calls.map((call) => this.toolCalls.run(turnContext, call)));
           pushUser(conversation, records.map(({ result, record }) => ({ type: 'tool_result' as const, toolUseId: record.callId, content: result.content, isError: result.isError })));
           await this.storeAssistant(task.id, session, text, thoughts, records.map((r) => r.record));
           break;

@@ -4,9 +4,11 @@ import { ServiceError } from '../errors.js';
 import { FINISHED_STATUSES, isLive, LIVE_STATUSES } from '../store/store.js';
 import type { ApprovalOutcome, AttachedFile, EventRecord, MessageRecord, Store, TaskRecord, TaskStatus } from '../store/store.js';
 import type { ApprovalGate } from './approvalGate.js';
+import type { InputAction, InputRequests } from './inputRequests.js';
 import { principalId } from './principal.js';
 import { pushUser, userText } from './conversation.js';
 import { readEvents } from './events.js';
+import { SAMPLING_TOOL_NAME } from './sampling.js';
 import type { EventLog } from './events.js';
 import type { Principal } from './principal.js';
 import type { SessionRegistry } from './sessions.js';
@@ -39,6 +41,8 @@ export interface FollowUpInput {
 export interface TaskView extends Omit<TaskRecord, 'runStartSeq' | 'secretKeys'> {
   output?: { content: string; updatedAt: string; thoughts?: TurnState['thoughts']; toolCalls?: TurnState['toolCalls'] };
   pendingApprovals?: { callId: string; toolName: string; server?: string; tool?: string; args: Record<string, unknown>; requestedAt: string }[];
+  /** MCP servers' input requests waiting for an answer: each `input_required` payload with `requestedAt`. */
+  pendingInputs?: Record<string, unknown>[];
 }
 
 export interface TaskServiceOptions {
@@ -48,6 +52,7 @@ export interface TaskServiceOptions {
   runner: TaskRunner;
   sessions: SessionRegistry;
   gate: ApprovalGate;
+  inputs: InputRequests;
   logger: Logger;
   /** How long a cancel waits for the run to wind down before it records the cancel itself. */
   cancelWaitMs?: number;
@@ -155,6 +160,12 @@ export class TaskService {
     return { approved: answer.outcome !== 'cancel' };
   }
 
+  /** Answers an MCP server's pending input request (POST /tasks/:id/inputs/:requestId). */
+  async answerInput(principal: Principal, taskId: string, requestId: string, answer: { action: InputAction; content?: Record<string, unknown> }): Promise<{ requestId: string; action: InputAction }> {
+    await this.visibleTask(principal, taskId);
+    return this.options.inputs.answer(taskId, requestId, answer, principalId(principal));
+  }
+
   /** The audit trail of a task's approvals (GET /tasks/:id/approvals). */
   async approvals(principal: Principal, taskId: string) {
     await this.visibleTask(principal, taskId);
@@ -171,6 +182,7 @@ export class TaskService {
     }
     if (task.status !== 'pending' || task.startedAt) {
       const state = foldEvents(await readEvents(this.options.store, taskId, task.runStartSeq));
+      if (task.status === 'awaiting_approval' && state.pendingInputs.length) view.pendingInputs = state.pendingInputs.map((input) => ({ ...input.request, requestedAt: input.requestedAt }));
       view.output = {
         content: state.content,
         updatedAt: state.updatedAt ?? task.lastActivityAt,
@@ -219,10 +231,29 @@ export class TaskService {
         continue;
       }
       waiting++;
+      await this.endServerRequests(task);
       for (const approval of await store.listApprovals(task.id)) gate.armExpiry(approval, () => void this.resumeWhenDecided(task.id));
       await this.resumeWhenDecided(task.id);
     }
     return { failed: left.length - waiting, waiting };
+  }
+
+  // An MCP server's requests (input, sampling) ended with the connection of the process that got
+  // them: a task suspended while one waited gets them closed, so nothing waits for an answer that
+  // could not be delivered. Its tool-call approvals stay pending.
+  private async endServerRequests(task: TaskRecord): Promise<void> {
+    const { store, gate, events } = this.options;
+    const reason = 'Airlock restarted; the MCP server\'s request ended with its connection';
+    const state = foldEvents(await readEvents(store, task.id, task.runStartSeq));
+    for (const input of state.pendingInputs) {
+      await events.append(task.id, 'input_resolved', { requestId: input.request.requestId, action: 'cancel', reason, answeredBy: 'system' });
+    }
+    for (const approval of await store.listApprovals(task.id)) {
+      if (approval.status !== 'pending' || approval.toolName !== SAMPLING_TOOL_NAME || !(await gate.cancel(task.id, approval.callId, reason))) continue;
+      if (state.callStatuses.get(approval.callId) === 'awaiting_approval' && !state.toolCalls.some((c) => c.callId === approval.callId && c.output !== undefined)) {
+        await events.append(task.id, 'tool_result', { callId: approval.callId, status: 'cancelled', output: 'The sampling request stopped before it was approved; the model was not asked.', approvalId: approval.id });
+      }
+    }
   }
 
   // Resumes a suspended task (no run of this process) once none of its approvals is pending.

@@ -150,7 +150,7 @@ export class TaskStreams {
   }
 
   // The state of the turn in progress, as frames: its text (whole when finished, else partial), thoughts, each tool call at its
-  // latest status (pending approvals are re-sent as awaiting_approval), and results so far.
+  // latest status (pending approvals are re-sent as awaiting_approval), results so far, and pending input requests.
   private async catchUp(taskId: string, since: number, until: number): Promise<StreamFrame[]> {
     const events = await this.options.store.listEvents(taskId, since, Number.MAX_SAFE_INTEGER, until);
     const state = foldEvents(events);
@@ -165,6 +165,8 @@ export class TaskStreams {
       frames.push({ event: 'tool_call', data: { callId: call.callId, toolName: call.toolName, ...(call.server ? { server: call.server } : {}), status, args: call.args, ...(call.approvalId ? { approvalId: call.approvalId } : {}) }, id: until });
       if (call.output !== undefined) frames.push({ event: 'tool_result', data: { callId: call.callId, status: call.status, output: call.output, ...(call.approvalId ? { approvalId: call.approvalId } : {}) }, id: until });
     }
+    // MCP servers' input requests still waiting for an answer, as they were announced.
+    for (const input of state.pendingInputs) frames.push({ event: 'input_required', data: input.request, id: until });
     return frames;
   }
 }

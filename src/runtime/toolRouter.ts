@@ -1,3 +1,4 @@
+import type { ServerRequestHandler } from '../mcp/serverRequests.js';
 import type { ToolDefinition, ToolResultBlock } from '../model/modelClient.js';
 
 /** A tool call the model asked for. */
@@ -74,6 +75,8 @@ export interface ToolSessionRequest {
   /** Transient states to show on the stream (e.g. a server that could not be connected). */
   onStatus: (message: string) => void;
   signal: AbortSignal;
+  /** Answers what the task's MCP servers ask while serving its calls (elicitation, sampling); absent: they may not ask. */
+  serverRequests?: ServerRequestHandler;
 }
 
 /** Opens a tool session per task; the MCP pool implements this. */

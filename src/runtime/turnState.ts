@@ -12,12 +12,22 @@ export interface TurnState {
   toolCalls: ToolCallRecord[];
   /** Each call's status as its last `tool_call` event gave it (before any result). */
   callStatuses: Map<string, ToolCallRecord['status']>;
+  /** Input requests of MCP servers still waiting for an answer, oldest first. */
+  pendingInputs: PendingInput[];
   /** When the last event folded in was created. */
   updatedAt: string | null;
 }
 
+/** An `input_required` event not yet followed by its `input_resolved`. */
+export interface PendingInput {
+  /** The `input_required` event's payload, as it was sent. */
+  request: Record<string, unknown> & { requestId: string };
+  /** When the request was made (the event's time). */
+  requestedAt: string;
+}
+
 export function emptyTurnState(): TurnState {
-  return { content: '', finished: [], partial: '', thoughts: [], toolCalls: [], callStatuses: new Map(), updatedAt: null };
+  return { content: '', finished: [], partial: '', thoughts: [], toolCalls: [], callStatuses: new Map(), pendingInputs: [], updatedAt: null };
 }
 
 /**
@@ -30,6 +40,7 @@ export function foldEvents(events: Iterable<EventRecord>): TurnState {
   const thoughts: Thought[] = [];
   const calls = new Map<string, ToolCallRecord>();
   const callStatuses = new Map<string, ToolCallRecord['status']>();
+  const inputs = new Map<string, PendingInput>();
   let updatedAt: string | null = null;
 
   for (const event of events) {
@@ -68,10 +79,16 @@ export function foldEvents(events: Iterable<EventRecord>): TurnState {
         if (previous) calls.set(callId, { ...previous, status: data.status as ToolCallRecord['status'], output: String(data.output ?? '') });
         break;
       }
+      case 'input_required':
+        inputs.set(String(data.requestId), { request: { ...data, requestId: String(data.requestId) }, requestedAt: event.createdAt });
+        break;
+      case 'input_resolved':
+        inputs.delete(String(data.requestId));
+        break;
     }
   }
   const content = [...finished, ...(partial ? [partial] : [])].join('\n\n');
-  return { content, finished, partial, thoughts, toolCalls: [...calls.values()], callStatuses, updatedAt };
+  return { content, finished, partial, thoughts, toolCalls: [...calls.values()], callStatuses, pendingInputs: [...inputs.values()], updatedAt };
 }
 
 /** A tool call of a turn that a run left unfinished, as its events describe it. */
@@ -103,6 +120,8 @@ export function unfinishedTurn(events: EventRecord[]): UnfinishedTurn | undefine
   for (const event of events) {
     const data = event.data;
     const callId = String(data.callId);
+    // A server's sampling request shows as a call with a parent; it is not the model's.
+    if (data.parentCallId !== undefined) continue;
     if (event.type === 'tool_call' && !calls.has(callId)) {
       calls.set(callId, {
         callId,

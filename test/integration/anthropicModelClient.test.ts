@@ -223,6 +223,19 @@ describe('AnthropicModelClient', () => {
       ]);
     });
 
+    it('asks for a request\'s maxTokens (capped at the client\'s), leaving thinking out when it would not fit', async () => {
+      const client = makeClient({ thinkingBudgetTokens: 2048 });
+      for (const maxTokens of [50, 3_000, 1_000_000]) {
+        fake.enqueue({ kind: 'text', text: 'ok', chunks: 1 });
+        await collect(client.stream(makeRequest({ maxTokens })));
+      }
+      expect(fake.requests.map((r) => [r.body.max_tokens, r.body.thinking])).to.deep.equal([
+        [50, undefined],
+        [3_000, { type: 'enabled', budget_tokens: 2048 }],
+        [4096, { type: 'enabled', budget_tokens: 2048 }],
+      ]);
+    });
+
     it('retries a 429 after the retry-after the server asked for', async () => {
       fake.enqueue({ kind: 'status', status: 429, retryAfter: '2' }, { kind: 'text', text: 'after the wait' });
       const events = await collect(makeClient().stream(makeRequest()));

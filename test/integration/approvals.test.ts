@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createEchoServer } from '../../fixtures/mcp/echoServer.js';
 import { textResult } from '../../fixtures/mcp/fixtureSupport.js';
+import { startAskHttpServer } from '../../fixtures/mcp/askServer.js';
 import { startSessionfulHttp } from '../../fixtures/mcp/sessionfulHttp.js';
 import type { ContentBlock, ModelClient, ModelRequest, ModelStreamEvent } from '../../src/model/modelClient.js';
 import { ScriptedModelClient } from '../../src/model/scriptedModelClient.js';
@@ -802,7 +803,7 @@ describe('Approvals across a restart of the service', function () {
   this.timeout(60_000);
 
   /** One data dir and config, and an Airlock that can be stopped and started again on them. */
-  async function restartable(config: Record<string, unknown>, tools: FakeToolRouter) {
+  async function restartable(config: Record<string, unknown>, tools?: FakeToolRouter) {
     const dir = await mkdtemp(join(tmpdir(), 'airlock-approval-restart-'));
     await writeFile(join(dir, 'airlock.config.json'), JSON.stringify(config));
     const env = { AIRLOCK_CONFIG: join(dir, 'airlock.config.json') };
@@ -810,7 +811,7 @@ describe('Approvals across a restart of the service', function () {
     const started: TestAirlock[] = [];
     return {
       start: async () => {
-        const airlock = await startTestAirlock({ env, dataDir, overrides: { toolRouter: tools } });
+        const airlock = await startTestAirlock({ env, dataDir, ...(tools ? { overrides: { toolRouter: tools } } : {}) });
         started.push(airlock);
         return airlock;
       },
@@ -980,6 +981,37 @@ describe('Approvals across a restart of the service', function () {
       await service.cleanup();
     }
   });
+
+  it('an MCP input request pending at the shutdown is closed (its connection is gone); the task resumes and finishes', async () => {
+    const ask = await startAskHttpServer();
+    const service = await restartable({ projects: { default: { builtinTools: false, mcpServers: { ask: { type: 'http', url: ask.url } } } } });
+    try {
+      const first = await service.start();
+      const id = (await first.api('/tasks', { method: 'POST', json: { message: '/call ask__ask {"label":"name"}\n/reply asked' } })).body.data.id;
+      const requestId = await waitFor(async () => (await first.api(`/tasks/${id}`)).body.data.pendingInputs?.[0]?.requestId as string | undefined, 'the input request', 15_000);
+      await first.close();
+
+      const second = await service.start();
+      const done = await waitForStatus(second, id, ['completed', 'failed'], 15_000);
+      expect(done.status, JSON.stringify(done.error)).to.equal('completed');
+      expect(done).to.not.have.property('pendingInputs');
+      const late = await second.api(`/tasks/${id}/inputs/${requestId}`, { method: 'POST', json: { action: 'accept', content: { answer: 'x' } } });
+      expect(late.status).to.equal(409);
+      const frames = await readAll(second, id);
+      const resolved = frames.filter((f) => f.event === 'input_resolved' && f.data.requestId === requestId);
+      expect(resolved, 'closed once').to.have.length(1);
+      expect(resolved[0]!.data).to.include({ action: 'cancel', answeredBy: 'system' });
+    } finally {
+      await service.cleanup();
+      await ask.close();
+    }
+  });
+
+  async function readAll(airlock: TestAirlock, id: string): Promise<SseFrame[]> {
+    const stream = await openSse(`${airlock.url}/api/v1/tasks/${id}/stream?after=0`, { authorization: `Bearer ${airlock.key}` });
+    await stream.ended;
+    return stream.frames;
+  }
 
   /** Waits until the call is pending approval on the task. */
   async function pendingOn(airlock: TestAirlock, id: string, callId: string): Promise<void> {

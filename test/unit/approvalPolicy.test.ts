@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import type { ProjectConfig, ToolPolicyRule } from '../../src/config.js';
-import { decide, globMatch } from '../../src/runtime/approvalPolicy.js';
+import { decide, decideSampling, globMatch } from '../../src/runtime/approvalPolicy.js';
 import type { ToolInfo } from '../../src/runtime/toolRouter.js';
 
 type Tool = Pick<ToolInfo, 'server' | 'tool' | 'annotations'>;
@@ -178,5 +178,28 @@ describe('approvalPolicy.decide', () => {
       const destructive: Tool = { server: 'fs', tool: 'x', annotations: { destructiveHint: false, idempotentHint: true } };
       expect(decide(project(undefined, true), destructive, false).decision).to.equal('ask');
     });
+  });
+});
+
+describe('approvalPolicy.decideSampling', () => {
+  const policies = (samplingPolicies: ProjectConfig['samplingPolicies']): ProjectConfig => ({ samplingPolicies });
+
+  it('with no rule, follows autoExecute', () => {
+    expect(decideSampling({}, 'crm', true)).to.deep.equal({ decision: 'allow', reason: 'autoExecute' });
+    expect(decideSampling({}, 'crm', false)).to.deep.equal({ decision: 'ask', reason: 'autoExecute is false' });
+  });
+
+  it('deny wins over ask over allow among matching rules, whatever their order; a rule beats autoExecute', () => {
+    const rules = policies([{ decision: 'allow' }, { server: 'cr*', decision: 'ask', reason: 'check' }, { server: 'crm', decision: 'deny', reason: 'never' }]);
+    expect(decideSampling(rules, 'crm', true)).to.deep.include({ decision: 'deny', reason: 'never' });
+    expect(decideSampling(rules, 'crew', true)).to.deep.include({ decision: 'ask', reason: 'check' });
+    expect(decideSampling(rules, 'docs', false)).to.deep.include({ decision: 'allow', rule: { decision: 'allow' } });
+  });
+
+  it('ignores tool policies, and tool policies ignore sampling policies', () => {
+    const project: ProjectConfig = { toolPolicies: [{ tool: '*', decision: 'deny' }], samplingPolicies: [{ decision: 'allow' }] };
+    expect(decideSampling(project, 'crm', false).decision).to.equal('allow');
+    expect(decide(project, tool('crm', 'sampling/createMessage'), true).decision).to.equal('deny');
+    expect(decide({ samplingPolicies: [{ decision: 'deny' }] }, tool('crm', 'x'), true).decision).to.equal('allow');
   });
 });

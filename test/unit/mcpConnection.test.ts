@@ -7,7 +7,11 @@ import type { EchoHttpServer } from '../../fixtures/mcp/echoServer.js';
 import { startHangHttpServer } from '../../fixtures/mcp/hangServer.js';
 import type { HangHttpServer } from '../../fixtures/mcp/hangServer.js';
 import type { McpServerConfig } from '../../src/config.js';
+import type { ElicitResult } from '@modelcontextprotocol/client';
+import { startAskHttpServer } from '../../fixtures/mcp/askServer.js';
+import type { AskHttpServer } from '../../fixtures/mcp/askServer.js';
 import { isConnectionLost, isTimeout, McpConnection } from '../../src/mcp/mcpConnection.js';
+import type { ServerRequestContext, ServerRequestHandler } from '../../src/mcp/serverRequests.js';
 import type { CallOptions, CallProgress } from '../../src/mcp/mcpConnection.js';
 import { rejection, waitFor } from '../support/harness.js';
 
@@ -253,4 +257,56 @@ describe('McpConnection', () => {
       });
     });
   });
+
+  describe('server requests (ask fixture)', () => {
+    let ask: AskHttpServer;
+    const refused: { server: string; method: string; reason: string }[] = [];
+    before(async () => {
+      ask = await startAskHttpServer();
+    });
+    after(async () => {
+      await ask.close();
+    });
+
+    /** A handler that answers elicitations with `answer` and records what it was asked; sampling fails loudly. */
+    function answering(answer: (params: { message: string }) => ElicitResult) {
+      const asked: { message: string; context: Omit<ServerRequestContext, 'signal'> }[] = [];
+      const handler: ServerRequestHandler = {
+        elicit: async (params, { signal: _signal, ...context }) => {
+          asked.push({ message: params.message, context });
+          return answer(params);
+        },
+        createMessage: () => Promise.reject(new Error('unexpected sampling request')),
+      };
+      return { handler, asked };
+    }
+
+    it('without serverRequests declares no capability, so the server cannot ask', async () => {
+      const plain = connection('ask', { type: 'http', url: ask.url });
+      const result = await plain.callTool('ask', { label: 'plain' }, options());
+      expect(result.isError).to.equal(true);
+      expect(textOf(result)).to.match(/^label=plain error=/);
+    });
+
+    it('routes a request to the handler of the call it belongs to, naming the server and the call', async () => {
+      const served = new McpConnection({ key: 'key-ask-served', projectId: 'proj', serverName: 'ask', config: { type: 'http', url: ask.url }, serverRequests: { onRefused: (r) => refused.push(r) } });
+      connections.push(served);
+      const { handler, asked } = answering(() => ({ action: 'accept', content: { answer: 'forty-two' } }));
+      const result = await served.callTool('ask', { label: 'routed' }, options({ requests: { owner: 'task-1', callId: 'call-7', handler } }));
+      expect(textOf(result)).to.equal('label=routed action=accept answer=forty-two');
+      expect(asked).to.deep.equal([{ message: 'Answer for routed', context: { server: 'ask', callId: 'call-7' } }]);
+      expect(refused).to.deep.equal([]);
+    });
+
+    it('declines a request while no call that can answer is in flight, and reports it', async () => {
+      const served = new McpConnection({ key: 'key-ask-refusing', projectId: 'proj', serverName: 'ask', config: { type: 'http', url: ask.url }, serverRequests: { onRefused: (r) => refused.push(r) } });
+      connections.push(served);
+      refused.length = 0;
+      // A call made without `requests` cannot be asked anything.
+      const result = await served.callTool('ask', { label: 'nobody' }, options());
+      expect(textOf(result)).to.equal('label=nobody action=decline answer=');
+      expect(refused).to.deep.equal([{ server: 'ask', method: 'elicitation/create', reason: 'no tool call is in flight on this connection' }]);
+    });
+  });
 });
+

@@ -1,4 +1,5 @@
 import { ApprovalGate } from '../../src/runtime/approvalGate.js';
+import { InputRequests } from '../../src/runtime/inputRequests.js';
 import { tmpdir } from 'node:os';
 import { expect } from 'chai';
 import { randomUUID } from 'node:crypto';
@@ -87,7 +88,7 @@ describe('TaskRunner', () => {
 
   function runnerWith(model: ModelClient, tools: FakeToolRouter, maxTurns = 10): TaskRunner {
     return new TaskRunner({
-      store, events, tools, modelFor: () => model, systemPromptFor: () => 'You are a test.', workspaceFor: async () => tmpdir(), projectFor: () => ({}), gate: new ApprovalGate(store), maxTurns, logger: pino({ level: 'silent' }),
+      store, events, tools, modelFor: () => model, systemPromptFor: () => 'You are a test.', workspaceFor: async () => tmpdir(), projectFor: () => ({}), gate: new ApprovalGate(store), inputs: new InputRequests(store), maxTurns, logger: pino({ level: 'silent' }),
     });
   }
 

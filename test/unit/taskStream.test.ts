@@ -1,4 +1,5 @@
 import { ApprovalGate } from '../../src/runtime/approvalGate.js';
+import { InputRequests } from '../../src/runtime/inputRequests.js';
 import { tmpdir } from 'node:os';
 import { expect } from 'chai';
 import { randomUUID } from 'node:crypto';
@@ -101,9 +102,9 @@ describe('TaskStreams', () => {
     sessions = new SessionRegistry(new SecretRegistry(), 60_000);
     const logger = pino({ level: 'silent' });
     const runner = new TaskRunner({
-      store, events, tools: new EmptyToolRouter(), modelFor: () => new ScriptedModelClient(), systemPromptFor: () => '', workspaceFor: async () => tmpdir(), projectFor: () => ({}), gate: new ApprovalGate(store), maxTurns: 5, logger,
+      store, events, tools: new EmptyToolRouter(), modelFor: () => new ScriptedModelClient(), systemPromptFor: () => '', workspaceFor: async () => tmpdir(), projectFor: () => ({}), gate: new ApprovalGate(store), inputs: new InputRequests(store), maxTurns: 5, logger,
     });
-    service = new TaskService({ store, events, queue: new InProcessTaskQueue(1), runner, sessions, gate: new ApprovalGate(store), logger });
+    service = new TaskService({ store, events, queue: new InProcessTaskQueue(1), runner, sessions, gate: new ApprovalGate(store), inputs: new InputRequests(store), logger });
   });
 
   afterEach(async () => {

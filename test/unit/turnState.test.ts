@@ -77,4 +77,18 @@ describe('foldEvents', () => {
     const list = events(['status', { status: 'running' }], ['content', { text: 'x', isPartial: true }], ['status', { status: 'completed' }]);
     expect(foldEvents(list).updatedAt).to.equal(list[2]!.createdAt);
   });
+
+  it('lists input requests that have no input_resolved yet, oldest first, with when they were made', () => {
+    const state = foldEvents(events(
+      ['input_required', { requestId: 'inp_1', server: 'crm', mode: 'form', message: 'Name?', schema: { type: 'object' } }],
+      ['input_required', { requestId: 'inp_2', server: 'crm', mode: 'url', message: 'Sign in', url: 'https://example.com' }],
+      ['input_required', { requestId: 'inp_3', server: 'docs', mode: 'form', message: 'Sure?', schema: { type: 'object' } }],
+      ['input_resolved', { requestId: 'inp_2', action: 'accept', answeredBy: 'system' }],
+    ));
+    expect(state.pendingInputs).to.deep.equal([
+      { request: { requestId: 'inp_1', server: 'crm', mode: 'form', message: 'Name?', schema: { type: 'object' } }, requestedAt: '2025-01-01T00:00:00.000Z' },
+      { request: { requestId: 'inp_3', server: 'docs', mode: 'form', message: 'Sure?', schema: { type: 'object' } }, requestedAt: '2025-01-01T00:00:02.000Z' },
+    ]);
+  });
 });
+

@@ -1,0 +1,45 @@
+import { expect } from 'chai';
+import { attribute } from '../../src/mcp/serverRequests.js';
+import type { ActiveCall, ServerRequestHandler } from '../../src/mcp/serverRequests.js';
+
+// A handler that fails loudly: attribution never calls it.
+const handler: ServerRequestHandler = {
+  elicit: () => Promise.reject(new Error('unexpected elicit')),
+  createMessage: () => Promise.reject(new Error('unexpected createMessage')),
+};
+
+const call = (owner: string, callId: string): ActiveCall => ({ owner, callId, handler, signal: new AbortController().signal, pause: () => () => {} });
+
+describe('attribute (server request → call)', () => {
+  const a1 = call('task-a', 'call-1');
+  const a2 = call('task-a', 'call-2');
+  const b1 = call('task-b', 'call-1');
+
+  it('takes the related call when it is in flight on the connection, even with other tasks\' calls', () => {
+    expect(attribute(a2, [a1, a2, b1])).to.deep.equal({ kind: 'call', call: a2 });
+  });
+
+  it('ignores a related call that is not in flight here (it ended, or belongs to another connection)', () => {
+    expect(attribute(a1, [b1])).to.deep.equal({ kind: 'call', call: b1 });
+    expect(attribute(a1, [])).to.deep.include({ kind: 'none' });
+  });
+
+  it('without a relation, gives the only call in flight', () => {
+    expect(attribute(undefined, [b1])).to.deep.equal({ kind: 'call', call: b1 });
+  });
+
+  it('without a relation, gives the owner when all calls in flight are one task\'s, without naming a call', () => {
+    expect(attribute(undefined, [a1, a2])).to.deep.equal({ kind: 'owner', calls: [a1, a2] });
+  });
+
+  it('refuses when calls of several tasks are in flight and the request names none of them', () => {
+    const result = attribute(undefined, [a1, b1]);
+    expect(result.kind).to.equal('none');
+    expect(result.kind === 'none' && result.reason).to.match(/several tasks/);
+  });
+
+  it('refuses when no call is in flight', () => {
+    const result = attribute(undefined, []);
+    expect(result.kind === 'none' && result.reason).to.match(/no tool call is in flight/);
+  });
+});
