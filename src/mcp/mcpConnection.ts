@@ -1,7 +1,8 @@
 import { Client, SSEClientTransport, SdkError, SdkErrorCode, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
 import type { CallToolResult, Tool, Transport } from '@modelcontextprotocol/client';
 import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
-import type { McpServerConfig } from '../config.js';
+import type { McpServerConfig, NetworkPolicy } from '../config.js';
+import type { ProcessSandbox } from '../sandbox/processSandbox.js';
 
 export const DEFAULT_CONNECT_TIMEOUT_MS = 30_000;
 export const DEFAULT_TOOL_TIMEOUT_MS = 60_000;
@@ -18,8 +19,10 @@ export interface ConnectionSpec {
   /** stdio: the working directory and the whole environment of the process. */
   cwd?: string;
   env?: Record<string, string>;
-  /** stdio: the command line to run instead of config.command/args (a sandbox wrapper). */
+  /** stdio: the command line to run instead of config.command/args (the built-in server's). */
   launch?: { command: string; args: string[] };
+  /** stdio: the task's sandbox, which wraps the process each time it is spawned; `cwd` is then a path inside `workspaceDir`. */
+  sandbox?: { sandbox: ProcessSandbox; workspaceDir: string; network: NetworkPolicy };
 }
 
 /** Progress of a call as a server reports it. */
@@ -124,7 +127,7 @@ export class McpConnection {
       versionNegotiation: { mode: negotiationMode(this.spec.config) },
       listChanged: { tools: { autoRefresh: false, debounceMs: 0, onChanged: () => void (this.tools = null) } },
     });
-    const transport = this.transport();
+    const { transport, release } = await this.transport();
     // A transport that closes (process exit, dropped stream) leaves the connection to be reopened.
     client.onclose = () => {
       if (this.client === client) this.client = null;
@@ -135,6 +138,7 @@ export class McpConnection {
       await client.connect(transport, { timeout: this.spec.config.timeout ?? DEFAULT_CONNECT_TIMEOUT_MS });
     } catch (err) {
       await client.close().catch(() => undefined);
+      release();
       if (!this.isClosed) this.state = 'idle';
       // A process that dies while starting says why on stderr, not in the protocol.
       const tail = this.stderrTail.trim();
@@ -151,20 +155,27 @@ export class McpConnection {
     return client;
   }
 
-  private transport(): Transport {
+  /** A new transport, and what undoes the set-up of its process once that has exited. */
+  private async transport(): Promise<{ transport: Transport; release: () => void }> {
     const { config } = this.spec;
     switch (config.type) {
       case 'http':
-        return new StreamableHTTPClientTransport(new URL(config.url!), { requestInit: { headers: config.headers ?? {} } });
+        return { transport: new StreamableHTTPClientTransport(new URL(config.url!), { requestInit: { headers: config.headers ?? {} } }), release: () => {} };
       case 'sse':
-        return new SSEClientTransport(new URL(config.url!), { requestInit: { headers: config.headers ?? {} } });
+        return { transport: new SSEClientTransport(new URL(config.url!), { requestInit: { headers: config.headers ?? {} } }), release: () => {} };
       case 'stdio': {
         const launch = this.spec.launch ?? { command: config.command!, args: config.args ?? [] };
-        const transport = new StdioClientTransport({ command: launch.command, args: launch.args, env: this.spec.env, cwd: this.spec.cwd, stderr: 'pipe' });
+        const placement = this.spec.sandbox;
+        const spawn = placement
+          ? await placement.sandbox.prepare({ ...launch, env: this.spec.env ?? {}, workspaceDir: placement.workspaceDir, cwd: this.spec.cwd ?? placement.workspaceDir, network: placement.network })
+          : { ...launch, env: this.spec.env, cwd: this.spec.cwd, release: () => {} };
+        const transport = new StdioClientTransport({ command: spawn.command, args: spawn.args, env: spawn.env, cwd: spawn.cwd, stderr: 'pipe' });
         transport.stderr?.on('data', (chunk: Buffer) => {
           this.stderrTail = (this.stderrTail + chunk.toString('utf8')).slice(-STDERR_TAIL_CHARS);
         });
-        return transport;
+        // Set before connect(), which chains it: called when the process has exited.
+        transport.onclose = spawn.release;
+        return { transport, release: spawn.release };
       }
     }
   }
