@@ -67,7 +67,7 @@ export type NetworkPolicy = 'allow' | 'deny';
 /** The process-wide sandbox settings (docs/configuration.md, "Sandbox"). */
 export interface SandboxConfig {
   mode: SandboxMode;
-  /** The bubblewrap program: a path, or a name looked up in Airlock's PATH. */
+  /** The bubblewrap program: an absolute path, or a name looked up in Airlock's PATH. */
   bwrapPath: string;
   /** Memory of one sandboxed server process with everything it starts, in MiB; 0: no limit. */
   memoryLimitMb: number;
@@ -244,7 +244,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     },
     sandbox: {
       mode: sandboxMode,
-      bwrapPath: file.sandbox?.bwrapPath ?? 'bwrap',
+      // A path is relative to the working directory; a bare name is looked up in PATH at start-up.
+      bwrapPath: file.sandbox?.bwrapPath?.includes('/') ? resolve(cwd, file.sandbox.bwrapPath) : file.sandbox?.bwrapPath ?? 'bwrap',
       memoryLimitMb: file.sandbox?.memoryLimitMb ?? DEFAULT_SANDBOX_MEMORY_LIMIT_MB,
       maxProcesses: file.sandbox?.maxProcesses ?? DEFAULT_SANDBOX_MAX_PROCESSES,
       readOnlyPaths: (file.sandbox?.readOnlyPaths ?? []).map((path) => resolve(path)),

@@ -64,7 +64,8 @@ export async function startAirlock(config: Config, overrides: AirlockOverrides =
   const secrets = new SecretRegistry();
   secrets.register(configSecrets(config));
   const logger = createLogger({ level: config.logLevel, secrets, destination: overrides.logDestination });
-  const { sandbox, taskWarning } = await startSandbox(config.sandbox, { dataDir: config.dataDir, configPath: config.configPath, logger });
+  const networks = new Set(Object.values(config.projects).map((project) => project.sandbox?.network ?? 'allow'));
+  const { sandbox, taskWarning } = await startSandbox(config.sandbox, { dataDir: config.dataDir, configPath: config.configPath, logger, networks });
   const store = new SqliteStore(join(config.dataDir, 'airlock.db'));
   let createdApiKey: string | undefined;
   try {

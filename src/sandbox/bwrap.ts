@@ -1,4 +1,4 @@
-import { existsSync, lstatSync, readlinkSync, realpathSync } from 'node:fs';
+import { existsSync, lstatSync, readdirSync, readlinkSync, realpathSync } from 'node:fs';
 import { dirname, isAbsolute, join, relative, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { NetworkPolicy } from '../config.js';
@@ -21,16 +21,20 @@ export interface BwrapLayout {
   readOnly: string[];
   /** Symlinks made inside: `path` → `target`, e.g. `/bin` → `usr/bin`. */
   symlinks: Array<{ path: string; target: string }>;
-  /** Directories under a read-only path that are hidden behind an empty tmpfs (Airlock's data directory). */
+  /** Directories under a read-only path that are hidden behind an empty tmpfs (Airlock's data directory, /etc/ssl/private). */
   hiddenDirs: string[];
-  /** Files under a read-only path that are hidden behind an empty file (Airlock's config file). */
+  /** Files under a read-only path that are hidden behind an empty file (Airlock's config file, /etc/shadow). */
   hiddenFiles: string[];
 }
+
+/** The shown system directory whose entries other users may not read are hidden as well (a sandbox of root's would read them). */
+const SYSTEM_CONFIG_DIR = '/etc';
 
 /**
  * The layout for this host: the system directories, Node.js, Airlock's checkout and node_modules,
  * and `readOnlyPaths`, all read-only; Airlock's data directory (database, every workspace) and
- * its config file hidden wherever they would otherwise show.
+ * its config file hidden wherever they would otherwise show, and so are the entries of /etc that
+ * other users may not read (/etc/shadow, /etc/ssl/private, …).
  */
 export function sandboxLayout(options: { dataDir: string; configPath?: string; readOnlyPaths: string[] }): BwrapLayout {
   const layout: BwrapLayout = { readOnly: [], symlinks: [], hiddenDirs: [], hiddenFiles: [] };
@@ -64,7 +68,32 @@ export function sandboxLayout(options: { dataDir: string; configPath?: string; r
   if (dataDir && visible(dataDir)) layout.hiddenDirs.push(dataDir);
   const configPath = options.configPath && realOrUndefined(options.configPath);
   if (configPath && visible(configPath) && !(dataDir && isWithin(dataDir, configPath))) layout.hiddenFiles.push(configPath);
+  // Inside, the user is root of a namespace mapped to Airlock's own user: were that root, it could
+  // read what only root may read.
+  if (layout.readOnly.includes(SYSTEM_CONFIG_DIR)) hidePrivateEntries(SYSTEM_CONFIG_DIR, layout);
   return layout;
+}
+
+/** Adds every directory and file under `dir` that other users may not read to the hidden ones; symlinks are not followed. */
+function hidePrivateEntries(dir: string, layout: BwrapLayout): void {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const path = join(dir, name);
+    const stats = lstatOrUndefined(path);
+    if (!stats || stats.isSymbolicLink()) continue;
+    const othersMayRead = (stats.mode & 0o004) !== 0 && (!stats.isDirectory() || (stats.mode & 0o001) !== 0);
+    if (stats.isDirectory()) {
+      if (othersMayRead) hidePrivateEntries(path, layout);
+      else layout.hiddenDirs.push(path);
+    } else if (!othersMayRead) {
+      layout.hiddenFiles.push(path);
+    }
+  }
 }
 
 /**

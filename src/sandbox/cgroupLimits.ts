@@ -36,26 +36,32 @@ export class CgroupV1Limits {
   ) {}
 
   /**
-   * Finds the hierarchies, removes cgroups left by Airlock processes that no longer run, and
-   * creates (then removes) one trial group, so a limit that cannot be applied is known at start-up.
+   * Finds the hierarchies, removes cgroups left by Airlock processes that no longer run, and tries
+   * each limit on a trial cgroup, so a limit that cannot be applied is known at start-up. The
+   * limits that work are kept; `cgroups` is absent when none does.
    */
-  static open(limits: ResourceLimits): { ok: true; cgroups: CgroupV1Limits } | { ok: false; reason: string } {
+  static open(limits: ResourceLimits): { cgroups?: CgroupV1Limits; unapplied: Array<{ limit: Controller; reason: string }> } {
     const needed: Controller[] = [...(limits.memoryBytes > 0 ? ['memory' as const] : []), ...(limits.maxProcesses > 0 ? ['pids' as const] : [])];
     const parents: Partial<Record<Controller, string>> = {};
+    const unapplied: Array<{ limit: Controller; reason: string }> = [];
+    let own: Map<string, string>;
     try {
-      const own = ownCgroups();
-      for (const controller of needed) {
-        const dir = hierarchyDir(controller, own);
-        if (!dir) return { ok: false, reason: `no writable cgroup v1 "${controller}" hierarchy is mounted` };
-        parents[controller] = dir;
-        sweepStale(dir);
-      }
-      const cgroups = new CgroupV1Limits(limits, parents);
-      cgroups.create().remove();
-      return { ok: true, cgroups };
+      own = ownCgroups();
     } catch (err) {
-      return { ok: false, reason: (err as Error).message };
+      return { unapplied: needed.map((limit) => ({ limit, reason: (err as Error).message })) };
     }
+    for (const controller of needed) {
+      try {
+        const dir = hierarchyDir(controller, own);
+        if (!dir) throw new Error(`no cgroup v1 "${controller}" hierarchy is mounted`);
+        sweepStale(dir);
+        new CgroupV1Limits(limits, { [controller]: dir }).create().remove();
+        parents[controller] = dir;
+      } catch (err) {
+        unapplied.push({ limit: controller, reason: (err as Error).message });
+      }
+    }
+    return { ...(Object.keys(parents).length ? { cgroups: new CgroupV1Limits(limits, parents) } : {}), unapplied };
   }
 
   /** New cgroups with the limits set, for one process; throws when they cannot be made. */

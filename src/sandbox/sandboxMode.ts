@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
-import { delimiter, join, resolve } from 'node:path';
+import { delimiter, join } from 'node:path';
 import type { Logger } from 'pino';
 import { ConfigError } from '../config.js';
 import type { NetworkPolicy, SandboxConfig } from '../config.js';
@@ -25,11 +25,14 @@ export interface SandboxSetup {
 
 /**
  * Decides the sandbox from `sandbox.mode`: `none` runs processes as they are; `auto` and `bwrap`
- * probe bubblewrap once, running `true` with the exact options tasks get (both network policies,
- * inside cgroup limits when they can be applied). A failed probe falls back to no sandbox, loudly,
- * under `auto`, and stops start-up (a ConfigError) under `bwrap`.
+ * probe bubblewrap once, running `true` with the exact options tasks get (under each network
+ * policy a project uses, within the cgroup limits that can be applied). A failed probe falls back
+ * to no sandbox, loudly, under `auto`, and stops start-up (a ConfigError) under `bwrap`.
  */
-export async function startSandbox(config: SandboxConfig, context: { dataDir: string; configPath?: string; logger: Logger }): Promise<SandboxSetup> {
+export async function startSandbox(
+  config: SandboxConfig,
+  context: { dataDir: string; configPath?: string; logger: Logger; /** The network policies projects use: only these are probed. */ networks: ReadonlySet<NetworkPolicy> },
+): Promise<SandboxSetup> {
   const { logger } = context;
   if (config.mode === 'none') {
     logger.info({ sandbox: 'none' }, 'sandbox.mode is "none": task processes run unsandboxed, as Airlock\'s user');
@@ -38,21 +41,9 @@ export async function startSandbox(config: SandboxConfig, context: { dataDir: st
 
   const limits = { memoryBytes: config.memoryLimitMb * MIB, maxProcesses: config.maxProcesses };
   const cgroups = limits.memoryBytes > 0 || limits.maxProcesses > 0 ? CgroupV1Limits.open(limits) : undefined;
-  const bwrap = findProgram(config.bwrapPath);
-  let sandbox: BwrapSandbox | undefined;
-  let failure: string | undefined;
-  if (bwrap.ok) {
-    // It must exist to be hidden: a data directory made later under a visible path would show.
-    await mkdir(context.dataDir, { recursive: true });
-    const layout = sandboxLayout({ dataDir: context.dataDir, configPath: context.configPath, readOnlyPaths: config.readOnlyPaths });
-    sandbox = new BwrapSandbox(bwrap.path, layout, cgroups?.ok ? cgroups.cgroups : undefined);
-    failure = await probe(sandbox, context.dataDir);
-  } else {
-    failure = bwrap.reason;
-  }
-
-  if (!sandbox || failure !== undefined) {
-    const reason = `bubblewrap (${config.bwrapPath}) does not work here: ${failure}`;
+  const opened = await openBwrap(config, context, cgroups?.cgroups);
+  if (!opened.ok) {
+    const reason = `bubblewrap (${config.bwrapPath}) does not work here: ${opened.reason}`;
     if (config.mode === 'bwrap') throw new ConfigError([`sandbox.mode is "bwrap", but ${reason}`]);
     logger.warn({ sandbox: 'none', reason }, `TASK PROCESSES ARE NOT SANDBOXED: ${reason}. The built-in tools and stdio MCP servers run as Airlock's user and can read and write what it can. Install bubblewrap, or set sandbox.mode to "bwrap" to refuse to start without it, or to "none" to accept this`);
     return {
@@ -61,24 +52,37 @@ export async function startSandbox(config: SandboxConfig, context: { dataDir: st
     };
   }
 
-  const unapplied = cgroups && !cgroups.ok ? `${describeLimits(config)} could not be applied: ${cgroups.reason}` : undefined;
-  logger.info({ sandbox: 'bwrap', bwrap: bwrap.ok ? bwrap.path : undefined, memoryLimitMb: config.memoryLimitMb, maxProcesses: config.maxProcesses }, 'task processes run in bubblewrap sandboxes');
-  if (!unapplied) return { sandbox };
+  logger.info({ sandbox: 'bwrap', bwrap: opened.path, memoryLimitMb: config.memoryLimitMb, maxProcesses: config.maxProcesses }, 'task processes run in bubblewrap sandboxes');
+  if (!cgroups?.unapplied.length) return { sandbox: opened.sandbox };
+  const unapplied = describeUnapplied(config, cgroups.unapplied);
   logger.warn(`sandbox limits: ${unapplied}`);
-  return { sandbox, taskWarning: `Sandbox limits: ${unapplied}. Time and output limits still apply.` };
+  return { sandbox: opened.sandbox, taskWarning: `Sandbox limits: ${unapplied}. Time and output limits still apply.` };
 }
 
-function describeLimits(config: SandboxConfig): string {
-  const parts = [
-    ...(config.memoryLimitMb > 0 ? [`the memory limit (${config.memoryLimitMb} MiB)`] : []),
-    ...(config.maxProcesses > 0 ? [`the process limit (${config.maxProcesses})`] : []),
-  ];
-  return parts.join(' and ');
+/** The bubblewrap sandbox, once its probe has passed; or why it cannot be used. */
+async function openBwrap(
+  config: SandboxConfig, context: { dataDir: string; configPath?: string; networks: ReadonlySet<NetworkPolicy> }, cgroups: CgroupV1Limits | undefined,
+): Promise<{ ok: true; sandbox: BwrapSandbox; path: string } | { ok: false; reason: string }> {
+  const program = findProgram(config.bwrapPath);
+  if (!program.ok) return program;
+  // It must exist to be hidden: a data directory made later under a visible path would show.
+  await mkdir(context.dataDir, { recursive: true });
+  const layout = sandboxLayout({ dataDir: context.dataDir, configPath: context.configPath, readOnlyPaths: config.readOnlyPaths });
+  const sandbox = new BwrapSandbox(program.path, layout, cgroups);
+  const failure = await probe(sandbox, context.dataDir, context.networks);
+  return failure === undefined ? { ok: true, sandbox, path: program.path } : { ok: false, reason: failure };
 }
 
-/** The program's absolute path: as given when it has a `/`, else from Airlock's PATH. */
+/** E.g. `the process limit (512) could not be applied: no cgroup v1 "pids" hierarchy is mounted`. */
+function describeUnapplied(config: SandboxConfig, unapplied: Array<{ limit: 'memory' | 'pids'; reason: string }>): string {
+  return unapplied
+    .map(({ limit, reason }) => `${limit === 'memory' ? `the memory limit (${config.memoryLimitMb} MiB)` : `the process limit (${config.maxProcesses})`} could not be applied: ${reason}`)
+    .join('; ');
+}
+
+/** The program's absolute path: as given when it is a path, else from Airlock's PATH. */
 function findProgram(program: string): { ok: true; path: string } | { ok: false; reason: string } {
-  const candidates = program.includes('/') ? [resolve(program)] : (process.env.PATH ?? '').split(delimiter).filter(Boolean).map((dir) => join(dir, program));
+  const candidates = program.includes('/') ? [program] : (process.env.PATH ?? '').split(delimiter).filter(Boolean).map((dir) => join(dir, program));
   for (const candidate of candidates) {
     try {
       accessSync(candidate, constants.X_OK);
@@ -91,10 +95,10 @@ function findProgram(program: string): { ok: true; path: string } | { ok: false;
 }
 
 /** Runs `true` in the sandbox under each network policy; the reason it failed, or undefined. */
-async function probe(sandbox: BwrapSandbox, dataDir: string): Promise<string | undefined> {
+async function probe(sandbox: BwrapSandbox, dataDir: string, networks: ReadonlySet<NetworkPolicy>): Promise<string | undefined> {
   const workspaceDir = await mkdtemp(join(dataDir, '.sandbox-probe-'));
   try {
-    for (const network of ['allow', 'deny'] satisfies NetworkPolicy[]) {
+    for (const network of networks) {
       let launch;
       try {
         launch = await sandbox.prepare({ command: 'true', args: [], env: { PATH: '/usr/bin:/bin' }, workspaceDir, cwd: workspaceDir, network });

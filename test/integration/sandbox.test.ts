@@ -115,21 +115,21 @@ describe('Sandboxed task processes (bubblewrap)', function () {
     expect(readFileSync(join(w.dataDir, 'workspaces', task.id, 'deliver', 'out.txt'), 'utf8')).to.equal('made-inside\n');
   });
 
-  it('cannot read another task\'s workspace, the database or the config file', async () => {
+  it('cannot read another task\'s workspace, the database, the config file or what only root may read', async () => {
     const a = await shell(airlock, 'echo only-for-task-a > private.txt');
     const aFile = join(w.dataDir, 'workspaces', a.task.id, 'private.txt');
     expect(readFileSync(aFile, 'utf8')).to.equal('only-for-task-a\n');
     const { output } = await shell(airlock, [
       `cat ${aFile}`, `cat ../${a.task.id}/private.txt`, `cat /workspace/../${a.task.id}/private.txt`,
       `ls ${w.dataDir}/workspaces | wc -l`, `cat ${w.dataDir}/airlock.db | wc -c`,
-      `echo "config=$(cat ${w.configPath} | wc -c)"`, `cat ${w.dir}/tool.txt`,
+      `echo "config=$(cat ${w.configPath} | wc -c)"`, `cat ${w.dir}/tool.txt`, 'echo "shadow=$(cat /etc/shadow 2>/dev/null | wc -c)"',
     ].join('; '));
     expect(output).to.not.include('only-for-task-a');
     expect(output).to.include(`cat: ${aFile}: No such file or directory`);
     expect(output).to.include(`cat: ../${a.task.id}/private.txt: No such file or directory`);
     expect(output).to.include(`cat: ${w.dataDir}/airlock.db: No such file or directory`);
     // The data directory is an empty tmpfs, the config file an empty file, the directory around them readable.
-    expect(output).to.match(/Stdout:\n0\n0\nconfig=0\na tool file shown read-only\n/);
+    expect(output).to.match(/Stdout:\n0\n0\nconfig=0\na tool file shown read-only\nshadow=0\n/);
   });
 
   it('cannot write outside /workspace: system, Airlock\'s code and data, shown paths; /tmp is its own', async () => {
@@ -295,6 +295,26 @@ describe('sandbox.mode', function () {
       const quietKey = (await createApiKey(airlock.store, { projectId: 'quiet' })).key;
       const quiet = await run(airlock, { message: '/reply hi' }, quietKey);
       expect(firstStatus(quiet.events)).to.deep.equal({ status: 'running' });
+    } finally {
+      await airlock.stop();
+      w.cleanup();
+    }
+  });
+
+  it('says at start-up and on each run\'s first status event when a limit cannot be applied, and applies the others', async function () {
+    // The kernel refuses a pids.max above its own maximum (4194304): a limit the host cannot apply.
+    const w = world({ sandbox: { maxProcesses: 10_000_000, memoryLimitMb: MEMORY_LIMIT_MB } });
+    const airlock = await startTestAirlock({ dataDir: w.dataDir, env: { AIRLOCK_CONFIG: w.configPath } });
+    try {
+      const warning = airlock.logs.find((line) => line.includes('sandbox limits:'));
+      expect(warning, 'the start-up warning').to.be.a('string');
+      // A host without cgroup v1 cannot apply the memory limit either; nothing to see here then.
+      if (warning!.includes('memory limit')) this.skip();
+      expect(warning).to.include('the process limit (10000000) could not be applied');
+      const { task, events } = await run(airlock, { message: script(['run_shell_command', { command: `pwd; head -c ${MEMORY_LIMIT_MB * 4}m /dev/zero | tail; echo "status=\${PIPESTATUS[1]}"` }]) });
+      expect(firstStatus(events).message).to.match(/^Sandbox limits: the process limit \(10000000\) could not be applied: .+\. Time and output limits still apply\.$/);
+      // Sandboxed still, and the memory limit, which could be applied, holds.
+      expect(task.output.toolCalls[0].output).to.include('\n/workspace\n').and.include('status=137');
     } finally {
       await airlock.stop();
       w.cleanup();

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { mkdirSync, mkdtempSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { bwrapArgs, SANDBOX_WORKSPACE, sandboxLayout } from '../../src/sandbox/bwrap.js';
@@ -63,6 +63,14 @@ describe('bwrapArgs', () => {
   });
 });
 
+function statOrUndefined(path: string) {
+  try {
+    return statSync(path);
+  } catch {
+    return undefined;
+  }
+}
+
 describe('sandboxLayout', () => {
   let dir: string;
   beforeEach(() => {
@@ -85,15 +93,24 @@ describe('sandboxLayout', () => {
     writeFileSync(join(dir, 'airlock.config.json'), '{}');
     const layout = sandboxLayout({ dataDir: join(dir, 'data'), configPath: join(dir, 'airlock.config.json'), readOnlyPaths: [dir] });
     expect(layout.readOnly).to.include(dir);
-    expect(layout.hiddenDirs).to.deep.equal([join(dir, 'data')]);
-    expect(layout.hiddenFiles).to.deep.equal([join(dir, 'airlock.config.json')]);
+    expect(layout.hiddenDirs.filter((path) => path.startsWith(dir))).to.deep.equal([join(dir, 'data')]);
+    expect(layout.hiddenFiles.filter((path) => path.startsWith(dir))).to.deep.equal([join(dir, 'airlock.config.json')]);
+  });
+
+  it('hides the entries of /etc that other users may not read, such as /etc/shadow', () => {
+    const layout = sandboxLayout({ dataDir: join(dir, 'data'), readOnlyPaths: [] });
+    for (const path of [...layout.hiddenDirs, ...layout.hiddenFiles]) {
+      expect(path.startsWith('/etc/'), path).to.equal(true);
+      expect(statSync(path).mode & 0o004, `${path} is readable by others`).to.equal(0);
+    }
+    const shadow = statOrUndefined('/etc/shadow');
+    if (shadow && (shadow.mode & 0o004) === 0) expect(layout.hiddenFiles).to.include('/etc/shadow');
   });
 
   it('has nothing to hide when the data directory and config file are not shown anyway', () => {
     mkdirSync(join(dir, 'data'));
     writeFileSync(join(dir, 'airlock.config.json'), '{}');
     const layout = sandboxLayout({ dataDir: join(dir, 'data'), configPath: join(dir, 'airlock.config.json'), readOnlyPaths: [] });
-    expect(layout.hiddenDirs).to.deep.equal([]);
-    expect(layout.hiddenFiles).to.deep.equal([]);
+    expect([...layout.hiddenDirs, ...layout.hiddenFiles].filter((path) => path.startsWith(dir))).to.deep.equal([]);
   });
 });

@@ -114,9 +114,9 @@ describe('loadConfig', () => {
     });
 
     it('reads the file\'s sandbox settings, and AIRLOCK_SANDBOX_MODE wins over its mode', () => {
-      const path = configFile({ sandbox: { mode: 'bwrap', bwrapPath: '/opt/bwrap', memoryLimitMb: 0, maxProcesses: 64, readOnlyPaths: ['/srv/tools/'] }, projects: { offline: { sandbox: { network: 'deny' } } } });
+      const path = configFile({ sandbox: { mode: 'bwrap', bwrapPath: 'tools/bwrap', memoryLimitMb: 0, maxProcesses: 64, readOnlyPaths: ['/srv/tools/'] }, projects: { offline: { sandbox: { network: 'deny' } } } });
       const config = loadConfig({ AIRLOCK_CONFIG: path }, cwd);
-      expect(config.sandbox).to.deep.equal({ mode: 'bwrap', bwrapPath: '/opt/bwrap', memoryLimitMb: 0, maxProcesses: 64, readOnlyPaths: ['/srv/tools'] });
+      expect(config.sandbox).to.deep.equal({ mode: 'bwrap', bwrapPath: join(cwd, 'tools/bwrap'), memoryLimitMb: 0, maxProcesses: 64, readOnlyPaths: ['/srv/tools'] });
       expect(config.projects.offline!.sandbox).to.deep.equal({ network: 'deny' });
       expect(loadConfig({ AIRLOCK_CONFIG: path, AIRLOCK_SANDBOX_MODE: 'auto' }, cwd).sandbox.mode).to.equal('auto');
     });
