@@ -56,6 +56,27 @@ export interface ProjectConfig {
   samplingPolicies?: SamplingPolicyRule[];
   /** Pending approvals and input requests are cancelled as expired after this long. */
   approvalTimeoutMs?: number;
+  /** How the project's task processes are isolated, beyond the process-wide `sandbox` settings. */
+  sandbox?: { network?: NetworkPolicy };
+}
+
+/** How tasks' processes are isolated: bubblewrap when it works (`auto`), always (`bwrap`), or never (`none`). */
+export type SandboxMode = 'auto' | 'bwrap' | 'none';
+
+/** Whether a project's sandboxed processes may use the network (`deny`: loopback only, their own). */
+export type NetworkPolicy = 'allow' | 'deny';
+
+/** The process-wide sandbox settings (docs/configuration.md, "Sandbox"). */
+export interface SandboxConfig {
+  mode: SandboxMode;
+  /** The bubblewrap program: an absolute path, or a name looked up in Airlock's PATH. */
+  bwrapPath: string;
+  /** Memory of one sandboxed server process with everything it starts, in MiB; 0: no limit. */
+  memoryLimitMb: number;
+  /** Processes and threads of one sandboxed server process with everything it starts; 0: no limit. */
+  maxProcesses: number;
+  /** Absolute host paths shown read-only inside every sandbox (programs of stdio servers and their data). */
+  readOnlyPaths: string[];
 }
 
 /** One rule of a project's tool policy. */
@@ -105,6 +126,7 @@ export interface Config {
   jwtSecret?: string;
   projects: Record<string, ProjectConfig>;
   mcp: McpPoolConfig;
+  sandbox: SandboxConfig;
   /** The config file that was read, if any. */
   configPath?: string;
 }
@@ -112,6 +134,9 @@ export interface Config {
 export const DEFAULT_PROJECT = 'default';
 export const DEFAULT_MODEL = 'claude-sonnet-4-5';
 export const DEFAULT_HEARTBEAT_INTERVAL_MS = 15_000;
+export const DEFAULT_SANDBOX_MEMORY_LIMIT_MB = 2048;
+export const DEFAULT_SANDBOX_MAX_PROCESSES = 512;
+const SANDBOX_MODES: readonly SandboxMode[] = ['auto', 'bwrap', 'none'];
 const API_KEY_PATTERN = /^airlock_[0-9a-f]{64}$/;
 
 /** Start-up failed: every problem found, not only the first. */
@@ -130,6 +155,7 @@ interface FileConfig {
   model?: Partial<Omit<ModelConfig, 'apiKey'>>;
   projects?: Record<string, ProjectConfig>;
   mcp?: Partial<McpPoolConfig>;
+  sandbox?: Partial<SandboxConfig>;
 }
 
 // strictRequired is off so that if/then can require fields that only the enclosing schema defines.
@@ -182,8 +208,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
   const provider: ModelProvider = file.model?.provider ?? (apiKey ? 'anthropic' : 'scripted');
   if (provider === 'anthropic' && !apiKey) problems.push('model.provider is "anthropic" but ANTHROPIC_API_KEY is not set');
 
+  const sandboxMode = (env.AIRLOCK_SANDBOX_MODE || file.sandbox?.mode || 'auto') as SandboxMode;
+  if (env.AIRLOCK_SANDBOX_MODE && !SANDBOX_MODES.includes(sandboxMode)) problems.push(`AIRLOCK_SANDBOX_MODE must be one of ${SANDBOX_MODES.join(', ')} (got "${sandboxMode}")`);
+  for (const path of file.sandbox?.readOnlyPaths ?? []) {
+    if (!isAbsolute(path) || resolve(path) === '/') problems.push(`sandbox.readOnlyPaths: "${path}" must be an absolute path other than /`);
+  }
+
   const projects: Record<string, ProjectConfig> = { [DEFAULT_PROJECT]: {}, ...(file.projects ?? {}) };
   for (const [name, project] of Object.entries(projects)) {
+    // Unsandboxed processes share the host's network: a deny could not be kept.
+    if (project.sandbox?.network === 'deny' && sandboxMode === 'none') problems.push(`projects.${name}.sandbox.network is "deny", which needs the sandbox, but sandbox.mode is "none"`);
     if (project.model?.provider === 'anthropic' && !apiKey) problems.push(`projects.${name}.model.provider is "anthropic" but ANTHROPIC_API_KEY is not set`);
     for (const [serverName, server] of Object.entries(project.mcpServers ?? {})) {
       if (serverName === 'workspace') problems.push(`projects.${name}.mcpServers.workspace: the name "workspace" is the built-in server's; choose another`);
@@ -220,6 +254,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
       maxConnections: file.mcp?.maxConnections ?? 200,
       idleTtlMs: file.mcp?.idleTtlMs ?? 300_000,
       toolResultLimitChars: file.mcp?.toolResultLimitChars ?? 200_000,
+    },
+    sandbox: {
+      mode: sandboxMode,
+      // A path is relative to the working directory; a bare name is looked up in PATH at start-up.
+      bwrapPath: file.sandbox?.bwrapPath?.includes('/') ? resolve(cwd, file.sandbox.bwrapPath) : file.sandbox?.bwrapPath ?? 'bwrap',
+      memoryLimitMb: file.sandbox?.memoryLimitMb ?? DEFAULT_SANDBOX_MEMORY_LIMIT_MB,
+      maxProcesses: file.sandbox?.maxProcesses ?? DEFAULT_SANDBOX_MAX_PROCESSES,
+      readOnlyPaths: (file.sandbox?.readOnlyPaths ?? []).map((path) => resolve(path)),
     },
     configPath,
   };

@@ -8,7 +8,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { DestinationStream, Logger } from 'pino';
 import { buildApp } from './api/app.js';
 import { configSecrets, DEFAULT_PROJECT, projectModel } from './config.js';
-import type { Config } from './config.js';
+import type { Config, ProjectConfig } from './config.js';
 import { createLogger } from './logger.js';
 import { AnthropicModelClient } from './model/anthropicModelClient.js';
 import type { ModelClient } from './model/modelClient.js';
@@ -27,6 +27,7 @@ import type { ToolRouter } from './runtime/toolRouter.js';
 import { McpPool } from './mcp/mcpPool.js';
 import { McpToolRouter } from './runtime/mcpToolRouter.js';
 import type { BuiltinLauncher } from './runtime/mcpToolRouter.js';
+import { startSandbox } from './sandbox/sandboxMode.js';
 import { SqliteStore } from './store/sqliteStore.js';
 import type { Store } from './store/store.js';
 import type { TaskRecord } from './store/store.js';
@@ -62,6 +63,8 @@ export async function startAirlock(config: Config, overrides: AirlockOverrides =
   const secrets = new SecretRegistry();
   secrets.register(configSecrets(config));
   const logger = createLogger({ level: config.logLevel, secrets, destination: overrides.logDestination });
+  const networks = new Set(Object.values(config.projects).map((project) => project.sandbox?.network ?? 'allow'));
+  const { sandbox, taskWarning } = await startSandbox(config.sandbox, { dataDir: config.dataDir, configPath: config.configPath, logger, networks });
   const store = new SqliteStore(join(config.dataDir, 'airlock.db'));
   let createdApiKey: string | undefined;
   try {
@@ -75,7 +78,7 @@ export async function startAirlock(config: Config, overrides: AirlockOverrides =
   const bus = new InProcessEventBus();
   const events = new EventLog(store, bus);
   const pool = new McpPool({ maxConnections: config.mcp.maxConnections, idleTtlMs: config.mcp.idleTtlMs });
-  const toolRouter = overrides.toolRouter ?? new McpToolRouter({ pool, projects: config.projects, poolConfig: config.mcp, builtin: workspaceServerLauncher(), logger });
+  const toolRouter = overrides.toolRouter ?? new McpToolRouter({ pool, projects: config.projects, poolConfig: config.mcp, builtin: workspaceServerLauncher(), sandbox, logger });
   const modelFor = overrides.modelFor ?? modelFactory(config, logger);
   const sessions = new SessionRegistry(secrets, config.sessionIdleMs);
   const gate = new ApprovalGate(store, (taskId) => sessions.get(taskId)?.scrubber ?? new Scrubber({}));
@@ -85,6 +88,7 @@ export async function startAirlock(config: Config, overrides: AirlockOverrides =
     systemPromptFor: (task) => systemPrompt(config, task),
     workspaceFor: (taskId) => ensureWorkspace(config, taskId),
     projectFor: (projectId) => config.projects[projectId] ?? {},
+    runWarningFor: (projectId) => (taskWarning && startsProcesses(config.projects[projectId] ?? {}) ? taskWarning : undefined),
   });
   const queue = new InProcessTaskQueue(config.concurrency);
   const tasks = new TaskService({ store, events, queue, runner, sessions, gate, inputs, logger });
@@ -140,7 +144,12 @@ export async function startAirlock(config: Config, overrides: AirlockOverrides =
 export function workspaceServerLauncher(): BuiltinLauncher {
   const server = fileURLToPath(new URL('../mcp-servers/workspace/server.ts', import.meta.url));
   const tsx = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
-  return (workspaceDir) => ({ command: process.execPath, args: ['--import', tsx, server, workspaceDir] });
+  return (workspacePath) => ({ command: process.execPath, args: ['--import', tsx, server, workspacePath] });
+}
+
+/** Whether a project's tasks run processes of their own: the built-in tools or a stdio MCP server. */
+function startsProcesses(project: ProjectConfig): boolean {
+  return project.builtinTools !== false || Object.values(project.mcpServers ?? {}).some((server) => server.type === 'stdio' && server.enabled !== false);
 }
 
 /** A task's workspace directory: `<dataDir>/workspaces/<taskId>`, created on first use. */

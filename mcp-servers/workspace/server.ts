@@ -4,9 +4,9 @@
  *   node --import tsx mcp-servers/workspace/server.ts [workspaceDir]
  *
  * The workspace root is argv[2], or the current directory when it is omitted; the Airlock pool
- * spawns it per task with cwd = the task workspace and an environment of the task's env and
- * secrets plus HOME, PATH and the SDK's defaults (nothing else of Airlock's), which is also what
- * run_shell_command passes on. stdout carries the protocol;
+ * spawns it per task in the task's sandbox, where the workspace is /workspace (argv[2] and cwd),
+ * with an environment of the task's env and secrets plus HOME, PATH and the SDK's defaults
+ * (nothing else of Airlock's), which is also what run_shell_command passes on. stdout carries the protocol;
  * diagnostics go to stderr. When stdin closes (the host went away) or on SIGTERM/SIGINT, running
  * commands are killed with their process groups and the server exits.
  */

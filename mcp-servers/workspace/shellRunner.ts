@@ -8,6 +8,8 @@ export const MAX_OUTPUT_BYTES = 1024 * 1024;
 /** Time between SIGTERM and SIGKILL when a command is stopped. */
 export const KILL_GRACE_MS = 2000;
 
+const OOM_FIRST_THEN_EXEC = '{ echo 1000 > /proc/self/oom_score_adj; } 2>/dev/null; exec "$0" -c "$1"';
+
 /** One command to run. */
 export interface ShellRunRequest {
   /** The command line, given to the shell as `-c` text. */
@@ -64,8 +66,9 @@ export class ShellRunner {
     const startedAt = Date.now();
     const stdout = new CappedOutput(this.maxOutputBytes);
     const stderr = new CappedOutput(this.maxOutputBytes);
-    const subprocess = execa(request.command, {
-      shell: this.shell,
+    // `<shell> -c <command>`, after the shell marks itself the first process the kernel's OOM killer
+    // picks: a command that runs its sandbox out of memory dies, not this server (Linux; elsewhere a no-op).
+    const subprocess = execa(this.shell, ['-c', OOM_FIRST_THEN_EXEC, this.shell, request.command], {
       cwd: request.cwd,
       // The server's env is the task's env + secrets by design; the command gets exactly that.
       env: process.env,

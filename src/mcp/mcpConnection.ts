@@ -2,7 +2,8 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { Client, ProtocolError, ProtocolErrorCode, SSEClientTransport, SdkError, SdkErrorCode, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
 import type { CallToolResult, ClientCapabilities, CreateMessageResult, ElicitResult, Tool, Transport } from '@modelcontextprotocol/client';
 import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
-import type { McpServerConfig } from '../config.js';
+import type { McpServerConfig, NetworkPolicy } from '../config.js';
+import type { ProcessSandbox } from '../sandbox/processSandbox.js';
 import { CallDeadline } from './callDeadline.js';
 import { attribute } from './serverRequests.js';
 import type { ActiveCall, CallRequests, ServerRequestContext, ServerRequestHandler } from './serverRequests.js';
@@ -33,13 +34,15 @@ export interface ConnectionSpec {
   /** stdio: the working directory and the whole environment of the process. */
   cwd?: string;
   env?: Record<string, string>;
-  /** stdio: the command line to run instead of config.command/args (a sandbox wrapper). */
+  /** stdio: the command line to run instead of config.command/args (the built-in server's). */
   launch?: { command: string; args: string[] };
   /**
    * Serve the server's elicitation and sampling requests (and declare them as capabilities);
    * absent: declare none. `onRefused` hears of each request that belonged to no call in flight.
    */
   serverRequests?: { onRefused(refused: { server: string; method: string; reason: string }): void };
+  /** stdio: the task's sandbox, which wraps the process each time it is spawned; `cwd` is then a path inside `workspaceDir`. */
+  sandbox?: { sandbox: ProcessSandbox; workspaceDir: string; network: NetworkPolicy };
 }
 
 /** Progress of a call as a server reports it. */
@@ -180,7 +183,7 @@ export class McpConnection {
           throw new ProtocolError(ProtocolErrorCode.InvalidRequest, `Airlock refused the sampling request: ${reason}`);
         }));
     }
-    const transport = this.transport();
+    const { transport, release } = await this.transport();
     // A transport that closes (process exit, dropped stream) leaves the connection to be reopened.
     client.onclose = () => {
       if (this.client === client) this.client = null;
@@ -191,6 +194,7 @@ export class McpConnection {
       await client.connect(transport, { timeout: this.spec.config.timeout ?? DEFAULT_CONNECT_TIMEOUT_MS });
     } catch (err) {
       await client.close().catch(() => undefined);
+      release();
       if (!this.isClosed) this.state = 'idle';
       // A process that dies while starting says why on stderr, not in the protocol.
       const tail = this.stderrTail.trim();
@@ -234,20 +238,27 @@ export class McpConnection {
     }
   }
 
-  private transport(): Transport {
+  /** A new transport, and what undoes the set-up of its process once that has exited. */
+  private async transport(): Promise<{ transport: Transport; release: () => void }> {
     const { config } = this.spec;
     switch (config.type) {
       case 'http':
-        return new StreamableHTTPClientTransport(new URL(config.url!), { requestInit: { headers: config.headers ?? {} } });
+        return { transport: new StreamableHTTPClientTransport(new URL(config.url!), { requestInit: { headers: config.headers ?? {} } }), release: () => {} };
       case 'sse':
-        return new SSEClientTransport(new URL(config.url!), { requestInit: { headers: config.headers ?? {} } });
+        return { transport: new SSEClientTransport(new URL(config.url!), { requestInit: { headers: config.headers ?? {} } }), release: () => {} };
       case 'stdio': {
         const launch = this.spec.launch ?? { command: config.command!, args: config.args ?? [] };
-        const transport = new StdioClientTransport({ command: launch.command, args: launch.args, env: this.spec.env, cwd: this.spec.cwd, stderr: 'pipe' });
+        const placement = this.spec.sandbox;
+        const spawn = placement
+          ? await placement.sandbox.prepare({ ...launch, env: this.spec.env ?? {}, workspaceDir: placement.workspaceDir, cwd: this.spec.cwd ?? placement.workspaceDir, network: placement.network })
+          : { ...launch, env: this.spec.env, cwd: this.spec.cwd, release: () => {} };
+        const transport = new StdioClientTransport({ command: spawn.command, args: spawn.args, env: spawn.env, cwd: spawn.cwd, stderr: 'pipe' });
         transport.stderr?.on('data', (chunk: Buffer) => {
           this.stderrTail = (this.stderrTail + chunk.toString('utf8')).slice(-STDERR_TAIL_CHARS);
         });
-        return transport;
+        // Set before connect(), which chains it: called when the process has exited.
+        transport.onclose = spawn.release;
+        return { transport, release: spawn.release };
       }
     }
   }

@@ -8,6 +8,7 @@ import { DEFAULT_TOOL_TIMEOUT_MS, isConnectionLost, isTimeout } from '../mcp/mcp
 import type { McpConnection } from '../mcp/mcpConnection.js';
 import type { McpPool, Lease } from '../mcp/mcpPool.js';
 import { resolveTemplates } from '../mcp/templates.js';
+import type { ProcessSandbox } from '../sandbox/processSandbox.js';
 import type { ToolDefinition } from '../model/modelClient.js';
 import { globMatch } from './approvalPolicy.js';
 import { Scrubber } from './scrubber.js';
@@ -21,8 +22,8 @@ export const BUILTIN_SERVER = 'workspace';
 /** Longer than the longest run_shell_command (600 s). */
 const BUILTIN_TOOL_TIMEOUT_MS = 630_000;
 
-/** How the built-in workspace server is started for a task. */
-export type BuiltinLauncher = (workspaceDir: string) => { command: string; args: string[] };
+/** How the built-in workspace server is started for a task whose processes see its workspace at `workspacePath`. */
+export type BuiltinLauncher = (workspacePath: string) => { command: string; args: string[] };
 
 export interface McpToolRouterOptions {
   pool: McpPool;
@@ -30,6 +31,8 @@ export interface McpToolRouterOptions {
   poolConfig: McpPoolConfig;
   /** The built-in workspace server's command line; absent: no built-in tools. */
   builtin?: BuiltinLauncher;
+  /** Where stdio servers run; absent: as plain processes in the workspace. */
+  sandbox?: ProcessSandbox;
   logger: Logger;
 }
 
@@ -83,7 +86,7 @@ export class McpToolRouter implements ToolRouter {
     const attempts: Promise<ServerEntry | undefined>[] = [];
     let missingRequired: RequiredServerError | undefined;
     if (this.options.builtin && project.builtinTools !== false) {
-      const launch = this.options.builtin(request.workspaceDir);
+      const launch = this.options.builtin(this.workspacePath(request));
       // run_shell_command enforces its own limit (at most 600 s); the pool's must not cut it short.
       const config: McpServerConfig = { type: 'stdio', command: launch.command, args: launch.args, required: true, toolTimeout: BUILTIN_TOOL_TIMEOUT_MS };
       const scrubber = new Scrubber(secretValues);
@@ -124,15 +127,20 @@ export class McpToolRouter implements ToolRouter {
 
   /** Leases a connection to one server for one task from the pool. */
   lease(request: ToolSessionRequest, name: string, config: McpServerConfig, variables: Record<string, string>, launch?: { command: string; args: string[] }): Promise<Lease> {
-    const { pool } = this.options;
+    const { pool, sandbox } = this.options;
     const stdio = config.type === 'stdio';
     // A stdio server's environment is the task's env and secrets (then the server's own config env),
-    // not Airlock's: HOME defaults to the workspace and PATH to Airlock's.
-    const env = stdio ? { HOME: request.workspaceDir, PATH: process.env.PATH ?? '/usr/bin:/bin', ...variables, ...(config.env ?? {}) } : undefined;
+    // not Airlock's: HOME defaults to the workspace (as the process sees it) and PATH to Airlock's.
+    const env = stdio ? { HOME: this.workspacePath(request), PATH: process.env.PATH ?? '/usr/bin:/bin', ...variables, ...(config.env ?? {}) } : undefined;
     const key = pool.fingerprint(request.projectId, name, stdio ? { ...config, env } : config, stdio ? request.taskId : undefined);
+    const network = this.options.projects[request.projectId]?.sandbox?.network ?? 'allow';
     return pool.acquire({
       key, projectId: request.projectId, serverName: name, config,
-      ...(stdio ? { env, cwd: resolveCwd(request.workspaceDir, config.cwd), ...(launch ? { launch } : {}) } : {}),
+      ...(stdio ? {
+        env, cwd: resolveCwd(request.workspaceDir, config.cwd),
+        ...(launch ? { launch } : {}),
+        ...(sandbox ? { sandbox: { sandbox, workspaceDir: request.workspaceDir, network } } : {}),
+      } : {}),
       // The built-in server never asks its client anything; configured servers may.
       ...(name === BUILTIN_SERVER ? {} : { serverRequests: this.serverRequests }),
     }, request.signal);
@@ -142,6 +150,10 @@ export class McpToolRouter implements ToolRouter {
   private readonly serverRequests = {
     onRefused: (refused: { server: string; method: string; reason: string }) => this.options.logger.warn(refused, 'refused an MCP server request that belongs to no tool call in flight'),
   };
+
+  private workspacePath(request: ToolSessionRequest): string {
+    return this.options.sandbox?.workspacePath(request.workspaceDir) ?? request.workspaceDir;
+  }
 
   private async connect(
     request: ToolSessionRequest, name: string, config: McpServerConfig, variables: Record<string, string>,

@@ -38,6 +38,8 @@ export interface TaskRunnerOptions {
   workspaceFor: (taskId: string) => Promise<string>;
   /** A project's configuration (tool policies, approval timeout). */
   projectFor: (projectId: string) => ProjectConfig;
+  /** A warning for the first `status` event of every run of a project's tasks (their processes are not isolated as configured). */
+  runWarningFor?: (projectId: string) => string | undefined;
   gate: ApprovalGate;
   /** Where MCP servers' input requests wait for a person. */
   inputs: InputRequests;
@@ -99,7 +101,8 @@ export class TaskRunner {
     };
     emit.settle = () => Promise.all([...inFlight]);
     const log = logger.child({ taskId });
-    await emit('status', { status: 'running' });
+    const warning = this.options.runWarningFor?.(task.projectId);
+    await emit('status', { status: 'running', ...(warning ? { message: warning } : {}) });
 
     let finalResponse = '';
     try {

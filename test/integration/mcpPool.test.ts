@@ -2,14 +2,14 @@ import { expect } from 'chai';
 import { startEchoHttpServer, echoStdioCommand } from '../../fixtures/mcp/echoServer.js';
 import type { EchoHttpServer } from '../../fixtures/mcp/echoServer.js';
 import { hangStdioCommand, startHangHttpServer } from '../../fixtures/mcp/hangServer.js';
-import { spawnSync } from 'node:child_process';
 import { crashStdioCommand, startCrashHttpServer } from '../../fixtures/mcp/crashServer.js';
 import { startChangingHttpServer } from '../../fixtures/mcp/changingServer.js';
 import { startModernHttpServer } from '../../fixtures/mcp/modernServer.js';
 import { startEverything } from '../../fixtures/mcp/everything.js';
 import type { McpServerConfig } from '../../src/config.js';
 import { outputs, runTask, script, startWithServers } from '../support/mcpHarness.js';
-import { isAlive, waitFor, waitForStatus } from '../support/harness.js';
+import { waitFor, waitForStatus } from '../support/harness.js';
+import { isRunning, sandboxProcesses } from '../support/processTree.js';
 
 describe('McpPool through the task API', function () {
   this.timeout(60_000);
@@ -113,7 +113,7 @@ describe('McpPool through the task API', function () {
       }
     });
 
-    it('spawns stdio servers per task in the workspace with only the task\'s env and secrets', async () => {
+    it('spawns stdio servers per task in the workspace (/workspace in the sandbox) with only the task\'s env and secrets', async () => {
       const command = echoStdioCommand();
       const airlock = await startWithServers({
         local: { type: 'stdio', command: command.command, args: command.args, env: { FROM_CONFIG: 'x-{{mcp.REGION}}' } },
@@ -123,8 +123,8 @@ describe('McpPool through the task API', function () {
         const { task } = await runTask(airlock, { message: script(['local__whoami', {}]), env: { REGION: 'eu' }, secrets: { API_TOKEN: 'tok-xyz-987' } });
         expect(task.status, JSON.stringify(task.error)).to.equal('completed');
         const seen = JSON.parse(task.output.toolCalls[0].output);
-        expect(seen.cwd).to.equal(`${airlock.dataDir}/workspaces/${task.id}`);
-        expect(seen.env).to.include({ REGION: 'eu', API_TOKEN: '[secret:API_TOKEN]', FROM_CONFIG: 'x-eu', HOME: seen.cwd });
+        expect(seen.cwd).to.equal('/workspace');
+        expect(seen.env).to.include({ REGION: 'eu', API_TOKEN: '[secret:API_TOKEN]', FROM_CONFIG: 'x-eu', HOME: '/workspace' });
         const names = Object.keys(seen.env);
         for (const name of names) expect(name, `${name} leaked into the server`).not.to.match(/^(AIRLOCK_|ANTHROPIC_|npm_|MOCHA)/);
         expect(seen.env.PATH).to.be.a('string');
@@ -189,8 +189,8 @@ describe('McpPool through the task API', function () {
         const [before, crash, after] = task.output.toolCalls;
         expect([before.status, crash.status, after.status]).to.deep.equal(['success', 'error', 'success']);
         expect(crash.output).to.match(/fragile/);
-        const pid = (text: string) => /alive (\d+)/.exec(text)?.[1];
-        expect(pid(after.output)).to.be.a('string').and.not.equal(pid(before.output));
+        // A pid seen inside a sandbox is its own namespace's (always the same): count connects instead.
+        expect(airlock.pool.stats().connects).to.equal(2);
       } finally {
         await airlock.stop();
       }
@@ -296,25 +296,22 @@ describe('McpPool through the task API', function () {
         local: { type: 'stdio', command: crash.command, args: crash.args },
         stuck: { type: 'stdio', command: hang.command, args: hang.args },
       }, { config: { server: { shutdownGraceMs: 200 } } });
-      let pid = 0;
+      const running = (fragment: string) => sandboxProcesses(airlock.dataDir).filter((p) => p.args.includes(fragment));
+      let seen: number[] = [];
       try {
         const { task } = await runTask(airlock, { message: script(['local__ok', {}]) });
-        pid = Number(/alive (\d+)/.exec(task.output.toolCalls[0].output)![1]);
-        await waitFor(() => !isAlive(pid), 'the finished task\'s server to exit', 10_000);
+        expect(task.status).to.equal('completed');
+        await waitFor(() => !sandboxProcesses(airlock.dataDir).some((p) => p.args.includes(task.id)), 'the finished task\'s sandboxes to exit', 10_000);
         const res = await airlock.api('/tasks', { method: 'POST', json: { message: script(['stuck__hang', {}]) } });
         await waitFor(async () => (await airlock.api(`/tasks/${res.body.data.id}`)).body.data.output?.toolCalls?.length, 'the hanging call');
-        expect(processesRunning('hangServer.ts')).to.be.greaterThan(0);
+        expect(running('hangServer.ts')).to.not.be.empty;
+        expect(running('crashServer.ts')).to.not.be.empty;
+        seen = sandboxProcesses(airlock.dataDir).map((p) => p.pid);
       } finally {
         await airlock.stop();
       }
-      await waitFor(() => processesRunning('hangServer.ts') === 0 && processesRunning('crashServer.ts') === 0 && processesRunning('workspace/server.ts') === 0, 'every server process to exit', 10_000);
+      await waitFor(() => seen.every((pid) => !isRunning(pid)) && sandboxProcesses(airlock.dataDir).length === 0, 'every server process to exit', 10_000);
       expect(airlock.pool.stats().open).to.equal(0);
     });
   });
 });
-
-function processesRunning(fragment: string): number {
-  const out = spawnSync('ps', ['-eo', 'stat=,args='], { encoding: 'utf8' }).stdout;
-  return out.split('\n').filter((line) => line.includes(fragment) && !line.trimStart().startsWith('Z')).length;
-}
-

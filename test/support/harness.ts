@@ -26,7 +26,8 @@ export async function startTestAirlock(options: { env?: Record<string, string>; 
       callback();
     },
   });
-  const config = loadConfig({ AIRLOCK_DATA_DIR: dataDir, PORT: '0', HOST: '127.0.0.1', AIRLOCK_BOOTSTRAP_API_KEY: TEST_KEY, AIRLOCK_LOG_LEVEL: 'debug', ...options.env });
+  // Sandboxed unless a test says otherwise; without a working bubblewrap, start-up fails saying so.
+  const config = loadConfig({ AIRLOCK_DATA_DIR: dataDir, PORT: '0', HOST: '127.0.0.1', AIRLOCK_BOOTSTRAP_API_KEY: TEST_KEY, AIRLOCK_LOG_LEVEL: 'debug', AIRLOCK_SANDBOX_MODE: 'bwrap', ...options.env });
   const airlock = await startAirlock(config, { logDestination, announce: () => {}, ...options.overrides });
   const api: TestAirlock['api'] = async (path, init = {}) => {
     const headers = new Headers(init.headers);

@@ -106,6 +106,31 @@ describe('loadConfig', () => {
     });
   });
 
+  describe('sandbox', () => {
+    it('defaults to auto with bubblewrap from PATH, 2048 MiB and 512 processes, and no extra paths; projects allow the network', () => {
+      const config = loadConfig({}, cwd);
+      expect(config.sandbox).to.deep.equal({ mode: 'auto', bwrapPath: 'bwrap', memoryLimitMb: 2048, maxProcesses: 512, readOnlyPaths: [] });
+      expect(config.projects.default!.sandbox).to.equal(undefined);
+    });
+
+    it('reads the file\'s sandbox settings, and AIRLOCK_SANDBOX_MODE wins over its mode', () => {
+      const path = configFile({ sandbox: { mode: 'bwrap', bwrapPath: 'tools/bwrap', memoryLimitMb: 0, maxProcesses: 64, readOnlyPaths: ['/srv/tools/'] }, projects: { offline: { sandbox: { network: 'deny' } } } });
+      const config = loadConfig({ AIRLOCK_CONFIG: path }, cwd);
+      expect(config.sandbox).to.deep.equal({ mode: 'bwrap', bwrapPath: join(cwd, 'tools/bwrap'), memoryLimitMb: 0, maxProcesses: 64, readOnlyPaths: ['/srv/tools'] });
+      expect(config.projects.offline!.sandbox).to.deep.equal({ network: 'deny' });
+      expect(loadConfig({ AIRLOCK_CONFIG: path, AIRLOCK_SANDBOX_MODE: 'auto' }, cwd).sandbox.mode).to.equal('auto');
+    });
+
+    it('refuses an unknown AIRLOCK_SANDBOX_MODE, relative or root readOnlyPaths, and a denied network without a sandbox', () => {
+      const path = configFile({ sandbox: { mode: 'none', readOnlyPaths: ['tools', '/'] }, projects: { offline: { sandbox: { network: 'deny' } } } });
+      expect(configError(() => loadConfig({ AIRLOCK_SANDBOX_MODE: 'docker' }, cwd)).problems).to.deep.equal(['AIRLOCK_SANDBOX_MODE must be one of auto, bwrap, none (got "docker")']);
+      const text = configError(() => loadConfig({ AIRLOCK_CONFIG: path }, cwd)).problems.join('\n');
+      expect(text).to.include('sandbox.readOnlyPaths: "tools" must be an absolute path other than /');
+      expect(text).to.include('sandbox.readOnlyPaths: "/" must be an absolute path other than /');
+      expect(text).to.include('projects.offline.sandbox.network is "deny", which needs the sandbox, but sandbox.mode is "none"');
+    });
+  });
+
   describe('problems', () => {
     it('checks MCP servers: transport fields, url scheme and host, cwd inside the workspace, the reserved name', () => {
       const path = configFile({
