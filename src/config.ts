@@ -104,6 +104,36 @@ export interface McpPoolConfig {
   toolResultLimitChars: number;
 }
 
+/** How far one uploaded archive may expand (config `uploads.archives`). */
+export interface ArchiveLimits {
+  /** Bytes of file content, all entries together. */
+  maxExpandedBytes: number;
+  /** Entries (files and directories). */
+  maxEntries: number;
+  /** Expanded bytes per byte of archive, checked once the archive has expanded past 1 MiB. */
+  maxCompressionRatio: number;
+}
+
+/** Limits on the files of one create or follow-up request (config `uploads`). */
+export interface UploadLimits {
+  /** Files per request. */
+  maxFiles: number;
+  /** Bytes per file, counted while it streams in. */
+  maxFileBytes: number;
+  archives: ArchiveLimits;
+}
+
+/** Task workspaces (config `workspaces`). */
+export interface WorkspacesConfig {
+  /** A finished task's workspace is deleted this long after it finished; absent: kept forever. */
+  retentionMs?: number;
+  /** How often the retention sweep runs. */
+  sweepIntervalMs: number;
+}
+
+const DEFAULT_MAX_UPLOAD_FILES = 20;
+const DEFAULT_MAX_UPLOAD_FILE_BYTES = 50 * 1024 * 1024;
+
 /** The whole validated configuration of one Airlock process. */
 export interface Config {
   host: string;
@@ -127,6 +157,8 @@ export interface Config {
   projects: Record<string, ProjectConfig>;
   mcp: McpPoolConfig;
   sandbox: SandboxConfig;
+  uploads: UploadLimits;
+  workspaces: WorkspacesConfig;
   /** The config file that was read, if any. */
   configPath?: string;
 }
@@ -156,6 +188,8 @@ interface FileConfig {
   projects?: Record<string, ProjectConfig>;
   mcp?: Partial<McpPoolConfig>;
   sandbox?: Partial<SandboxConfig>;
+  uploads?: Partial<Omit<UploadLimits, 'archives'>> & { archives?: Partial<ArchiveLimits> };
+  workspaces?: Partial<WorkspacesConfig>;
 }
 
 // strictRequired is off so that if/then can require fields that only the enclosing schema defines.
@@ -262,6 +296,19 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
       memoryLimitMb: file.sandbox?.memoryLimitMb ?? DEFAULT_SANDBOX_MEMORY_LIMIT_MB,
       maxProcesses: file.sandbox?.maxProcesses ?? DEFAULT_SANDBOX_MAX_PROCESSES,
       readOnlyPaths: (file.sandbox?.readOnlyPaths ?? []).map((path) => resolve(path)),
+    },
+    uploads: {
+      maxFiles: file.uploads?.maxFiles ?? DEFAULT_MAX_UPLOAD_FILES,
+      maxFileBytes: file.uploads?.maxFileBytes ?? DEFAULT_MAX_UPLOAD_FILE_BYTES,
+      archives: {
+        maxExpandedBytes: file.uploads?.archives?.maxExpandedBytes ?? 1024 * 1024 * 1024,
+        maxEntries: file.uploads?.archives?.maxEntries ?? 10_000,
+        maxCompressionRatio: file.uploads?.archives?.maxCompressionRatio ?? 100,
+      },
+    },
+    workspaces: {
+      ...(file.workspaces?.retentionMs !== undefined ? { retentionMs: file.workspaces.retentionMs } : {}),
+      sweepIntervalMs: file.workspaces?.sweepIntervalMs ?? 600_000,
     },
     configPath,
   };

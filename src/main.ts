@@ -1,4 +1,3 @@
-import { mkdir } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -23,6 +22,10 @@ import { InProcessTaskQueue } from './runtime/taskQueue.js';
 import { TaskRunner } from './runtime/taskRunner.js';
 import { TaskService } from './runtime/taskService.js';
 import { TaskStreams } from './runtime/taskStream.js';
+import { TaskArtifacts } from './runtime/taskArtifacts.js';
+import { WorkspaceRetention } from './runtime/workspaceRetention.js';
+import { Uploads } from './sandbox/uploads.js';
+import { DOWNLOADS_DIR, UPLOADS_DIR, WORKSPACE_MOUNT, Workspaces } from './sandbox/workspaces.js';
 import type { ToolRouter } from './runtime/toolRouter.js';
 import { McpPool } from './mcp/mcpPool.js';
 import { McpToolRouter } from './runtime/mcpToolRouter.js';
@@ -56,7 +59,11 @@ export interface Airlock {
   close(): Promise<void>;
 }
 
-export const BASE_SYSTEM_PROMPT = 'You are an Airlock agent. Work step by step, use the tools you are given when they help, and finish with a clear answer.';
+export const BASE_SYSTEM_PROMPT = [
+  'You are an Airlock agent. Work step by step, use the tools you are given when they help, and finish with a clear answer.',
+  `Your workspace is ${WORKSPACE_MOUNT}, the working directory of your tools. Files the user uploaded are in ${WORKSPACE_MOUNT}/${UPLOADS_DIR}/ (${UPLOADS_DIR}/ from there).`,
+  `Write the files you make for the user (your deliverables) to ${WORKSPACE_MOUNT}/${DOWNLOADS_DIR}/ (${DOWNLOADS_DIR}/); the user downloads them from there.`,
+].join(' ');
 
 /** The composition root: config → store → runtime → api → listen. */
 export async function startAirlock(config: Config, overrides: AirlockOverrides = {}): Promise<Airlock> {
@@ -75,6 +82,15 @@ export async function startAirlock(config: Config, overrides: AirlockOverrides =
     throw err;
   }
 
+  const workspaces = new Workspaces(join(config.dataDir, 'workspaces'));
+  const uploads = new Uploads(join(config.dataDir, 'tmp', 'uploads'), config.uploads);
+  try {
+    await uploads.init();
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
+
   const bus = new InProcessEventBus();
   const events = new EventLog(store, bus);
   const pool = new McpPool({ maxConnections: config.mcp.maxConnections, idleTtlMs: config.mcp.idleTtlMs });
@@ -86,20 +102,23 @@ export async function startAirlock(config: Config, overrides: AirlockOverrides =
   const runner = new TaskRunner({
     store, events, tools: toolRouter, modelFor, gate, inputs, logger, maxTurns: config.maxTurns,
     systemPromptFor: (task) => systemPrompt(config, task),
-    workspaceFor: (taskId) => ensureWorkspace(config, taskId),
+    workspaceFor: (taskId) => workspaces.ensure(taskId),
     projectFor: (projectId) => config.projects[projectId] ?? {},
     runWarningFor: (projectId) => (taskWarning && startsProcesses(config.projects[projectId] ?? {}) ? taskWarning : undefined),
   });
   const queue = new InProcessTaskQueue(config.concurrency);
-  const tasks = new TaskService({ store, events, queue, runner, sessions, gate, inputs, logger });
+  const tasks = new TaskService({ store, events, queue, runner, sessions, gate, inputs, workspaces, logger });
   const streams = new TaskStreams({ store, bus, service: tasks });
+  const artifacts = new TaskArtifacts(tasks, workspaces);
+  const { retentionMs, sweepIntervalMs } = config.workspaces;
+  const retention = retentionMs === undefined ? undefined : new WorkspaceRetention({ store, workspaces, retentionMs, sweepIntervalMs, logger });
 
   const recovered = await tasks.recoverInterrupted();
   if (recovered.failed) logger.warn({ count: recovered.failed }, 'tasks left running by a previous process were marked failed');
   if (recovered.waiting) logger.info({ count: recovered.waiting }, 'tasks left waiting for approval by a previous process still wait, and resume once decided');
 
   const app = buildApp({
-    store, tasks, streams, logger, jwtSecret: config.jwtSecret, projects: Object.keys(config.projects), bodyLimitBytes: config.bodyLimitBytes, heartbeatIntervalMs: config.heartbeatIntervalMs,
+    store, tasks, streams, artifacts, uploads, logger, jwtSecret: config.jwtSecret, projects: Object.keys(config.projects), bodyLimitBytes: config.bodyLimitBytes, heartbeatIntervalMs: config.heartbeatIntervalMs,
     rateLimit: config.rateLimit,
     health: () => ({ runningTasks: queue.running, queuedTasks: queue.queued, mcpConnections: pool.stats().open }),
   });
@@ -112,6 +131,7 @@ export async function startAirlock(config: Config, overrides: AirlockOverrides =
       resolve();
     });
   });
+  retention?.start();
   const address = server.address() as AddressInfo;
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   const url = `http://${host}:${address.port}`;
@@ -121,6 +141,7 @@ export async function startAirlock(config: Config, overrides: AirlockOverrides =
   let closing: Promise<void> | undefined;
   const close = () => (closing ??= (async () => {
     logger.info('shutting down');
+    await retention?.stop();
     const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
     await tasks.shutdown(config.shutdownGraceMs);
     // Streams of finished tasks have ended; idle keep-alive sockets would hold close() open.
@@ -150,13 +171,6 @@ export function workspaceServerLauncher(): BuiltinLauncher {
 /** Whether a project's tasks run processes of their own: the built-in tools or a stdio MCP server. */
 function startsProcesses(project: ProjectConfig): boolean {
   return project.builtinTools !== false || Object.values(project.mcpServers ?? {}).some((server) => server.type === 'stdio' && server.enabled !== false);
-}
-
-/** A task's workspace directory: `<dataDir>/workspaces/<taskId>`, created on first use. */
-export async function ensureWorkspace(config: Config, taskId: string): Promise<string> {
-  const dir = join(config.dataDir, 'workspaces', taskId);
-  await mkdir(dir, { recursive: true });
-  return dir;
 }
 
 /** The whole system prompt of a task: Airlock's, the project's, then the task's own. */

@@ -5,6 +5,8 @@ import type { Logger } from 'pino';
 import type { Store } from '../store/store.js';
 import type { TaskService } from '../runtime/taskService.js';
 import type { TaskStreams } from '../runtime/taskStream.js';
+import type { TaskArtifacts } from '../runtime/taskArtifacts.js';
+import type { Uploads } from '../sandbox/uploads.js';
 import { authenticate } from './auth.js';
 import { errorHandler } from './errorHandler.js';
 import { rateLimit } from './rateLimit.js';
@@ -14,6 +16,9 @@ export interface AppOptions {
   store: Store;
   tasks: TaskService;
   streams: TaskStreams;
+  artifacts: TaskArtifacts;
+  /** Where uploaded files wait while a request is checked, and their limits. */
+  uploads: Uploads;
   logger: Logger;
   jwtSecret?: string;
   /** Names of the configured projects. */

@@ -4,31 +4,33 @@ import { koaBody } from 'koa-body';
 import { ServiceError } from '../errors.js';
 import type { Principal } from '../runtime/principal.js';
 import type { AppOptions } from './app.js';
+import { attachmentDisposition } from './contentDisposition.js';
 import { parseApprove, parseCreateTask, parseFollowUp, parseInputAnswer, parseListQuery, parseResumeSeq } from './requests.js';
 import type { RequestBody } from './requests.js';
 import { SseSink } from './sse.js';
+import { multipartError, receivedFiles, uploadBody } from './uploadBody.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** The task routes of API.md sections 3–6. */
 export function taskRoutes(router: Router, options: AppOptions): void {
-  const { tasks, streams } = options;
+  const { tasks, streams, artifacts } = options;
   const body = koaBody({
     multipart: true,
     jsonLimit: options.bodyLimitBytes,
     formLimit: options.bodyLimitBytes,
     textLimit: options.bodyLimitBytes,
-    // Uploads belong to task workspaces; until a request can carry them, a file part is refused
-    // by the parser before anything is written.
+    // Routes without files refuse a file part in the parser, before anything is written.
     formidable: { maxFiles: 0, maxFieldsSize: options.bodyLimitBytes },
     onError: (err) => {
       throw multipartError(err);
     },
   });
+  const withFiles = uploadBody(body, options.uploads, options.bodyLimitBytes);
 
-  router.post('/tasks', body, async (ctx) => {
+  router.post('/tasks', withFiles, async (ctx) => {
     const input = parseCreateTask(requestBody(ctx));
-    const result = await tasks.create(principal(ctx), input);
+    const result = await tasks.create(principal(ctx), { ...input, uploads: await receivedFiles(ctx)?.stage() });
     ctx.status = 201;
     ctx.body = { success: true, data: result };
   });
@@ -43,10 +45,13 @@ export function taskRoutes(router: Router, options: AppOptions): void {
     ctx.body = { success: true, data: await tasks.get(principal(ctx), taskId(ctx)) };
   });
 
-  router.post('/tasks/:id/messages', body, async (ctx) => {
+  router.post('/tasks/:id/messages', withFiles, async (ctx) => {
     const id = taskId(ctx);
     const input = parseFollowUp(requestBody(ctx));
-    ctx.body = { success: true, data: await tasks.followUp(principal(ctx), id, input) };
+    const files = receivedFiles(ctx);
+    // Files are checked and extracted only for a task that can take the follow-up now.
+    if (files) await tasks.followUpTarget(principal(ctx), id);
+    ctx.body = { success: true, data: await tasks.followUp(principal(ctx), id, { ...input, uploads: await files?.stage() }) };
   });
 
   router.delete('/tasks/:id', async (ctx) => {
@@ -76,6 +81,35 @@ export function taskRoutes(router: Router, options: AppOptions): void {
     ctx.body = { success: true, data: await tasks.history(principal(ctx), taskId(ctx)) };
   });
 
+  router.get('/tasks/:id/artifacts', async (ctx) => {
+    const id = taskId(ctx);
+    onlyQuery(ctx, []);
+    const { files, truncated } = await artifacts.list(principal(ctx), id);
+    ctx.body = { success: true, data: { files, ...(truncated ? { truncated } : {}) } };
+  });
+
+  router.get('/tasks/:id/artifacts/download', async (ctx) => {
+    const id = taskId(ctx);
+    onlyQuery(ctx, ['path']);
+    const path = queryString(ctx, 'path');
+    if (!path) throw new ServiceError('VALIDATION_ERROR', 'Query parameter "path" is required: the file\'s path relative to the workspace, as the artifacts list gives it', { details: [{ path: '/path', message: 'is required' }] });
+    const file = await artifacts.file(principal(ctx), id, path);
+    ctx.body = file.handle.createReadStream();
+    // Set as is: ctx.type would add a charset, and the encoding of a workspace file is unknown.
+    ctx.set('Content-Type', file.mimeType);
+    ctx.length = file.size;
+    ctx.set('Content-Disposition', attachmentDisposition(file.name));
+    ctx.set('X-Content-Type-Options', 'nosniff');
+  });
+
+  router.get('/tasks/:id/artifacts/archive', async (ctx) => {
+    const id = taskId(ctx);
+    onlyQuery(ctx, []);
+    ctx.body = await artifacts.archive(principal(ctx), id);
+    ctx.type = 'application/gzip';
+    ctx.set('Content-Disposition', attachmentDisposition(`task-${id}.tar.gz`));
+  });
+
   router.get('/tasks/:id/stream', async (ctx) => {
     const after = parseResumeSeq(ctx.get('last-event-id') || undefined, 'Last-Event-ID') ?? parseResumeSeq(queryString(ctx, 'after'), 'after');
     // Errors before the first byte (NOT_FOUND, bad resume id) still get the JSON envelope.
@@ -91,19 +125,6 @@ export function taskRoutes(router: Router, options: AppOptions): void {
   });
 }
 
-// formidable's internal codes (formidable/src/FormidableError.js) mapped to the API's codes.
-const FORMIDABLE_TOO_LARGE = new Set([1006, 1007, 1009, 1016]);
-const FORMIDABLE_MAX_FILES = 1015;
-
-function multipartError(err: Error): Error {
-  const code = (err as { code?: unknown }).code;
-  if (typeof code !== 'number' || code < 1000 || code > 1099) return err;
-  if (code === FORMIDABLE_MAX_FILES) return new ServiceError('VALIDATION_ERROR', 'This Airlock does not accept file uploads yet', { details: [{ path: '/files', message: 'not accepted' }] });
-  if (FORMIDABLE_TOO_LARGE.has(code)) return new ServiceError('PAYLOAD_TOO_LARGE', 'The multipart body is larger than this server accepts');
-  if (code === 1017 || code === 1018) return err;
-  return new ServiceError('VALIDATION_ERROR', `Malformed multipart/form-data body: ${err.message}`);
-}
-
 function principal(ctx: Context): Principal {
   return ctx.state.principal as Principal;
 }
@@ -113,6 +134,12 @@ function taskId(ctx: Context): string {
   const id = (ctx as Context & { params: Record<string, string> }).params.id ?? '';
   if (!UUID.test(id)) throw new ServiceError('NOT_FOUND', 'Task not found');
   return id.toLowerCase();
+}
+
+// Unknown query parameters are refused, as unknown body fields are.
+function onlyQuery(ctx: Context, known: string[]): void {
+  const unknown = Object.keys(ctx.query).find((key) => !known.includes(key));
+  if (unknown !== undefined) throw new ServiceError('VALIDATION_ERROR', `Unknown query parameter "${unknown}"`, { details: [{ path: `/${unknown}`, message: 'is not a known field' }] });
 }
 
 function queryString(ctx: Context, name: string): string | undefined {

@@ -1,4 +1,5 @@
 import type { ContentBlock, ModelMessage, ToolResultBlock } from '../model/modelClient.js';
+import { UPLOADS_DIR, WORKSPACE_MOUNT } from '../sandbox/workspaces.js';
 import type { AttachedFile, MessageRecord } from '../store/store.js';
 
 /** Appends blocks as a user message, merging with a trailing user message (roles must alternate). */
@@ -8,11 +9,19 @@ export function pushUser(conversation: ModelMessage[], blocks: ContentBlock[]): 
   else conversation.push({ role: 'user', content: blocks });
 }
 
-/** The text a user message gives the model: the list of its files first, then the message. */
+/** The most uploaded files a user message lists to the model one by one. */
+export const MAX_LISTED_FILES = 100;
+
+/**
+ * The text a user message gives the model: the list of its files first (as the agent's processes
+ * see them, under /workspace; at most MAX_LISTED_FILES of them), then the message.
+ */
 export function userText(content: string, attachedFiles?: AttachedFile[]): string {
   if (!attachedFiles?.length) return content;
-  const list = attachedFiles.map((file) => `- ${file.path}`).join('\n');
-  return `Uploaded files (in the workspace):\n${list}\n\n${content}`;
+  const lines = attachedFiles.slice(0, MAX_LISTED_FILES).map((file) => `- ${WORKSPACE_MOUNT}/${file.path}`);
+  const rest = attachedFiles.length - MAX_LISTED_FILES;
+  if (rest > 0) lines.push(`- … and ${rest} more (list ${WORKSPACE_MOUNT}/${UPLOADS_DIR} to see them all)`);
+  return `Uploaded files:\n${lines.join('\n')}\n\n${content}`;
 }
 
 /**

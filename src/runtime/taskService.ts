@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { ServiceError } from '../errors.js';
+import type { AdoptedUploads, StagedUploads } from '../sandbox/uploads.js';
+import type { Workspaces } from '../sandbox/workspaces.js';
 import { FINISHED_STATUSES, isLive, LIVE_STATUSES } from '../store/store.js';
 import type { ApprovalOutcome, AttachedFile, EventRecord, MessageRecord, Store, TaskRecord, TaskStatus } from '../store/store.js';
 import type { ApprovalGate } from './approvalGate.js';
@@ -26,7 +28,8 @@ export interface CreateTaskInput {
   autoExecute: boolean;
   env: Record<string, string> | null;
   secrets: Record<string, string> | null;
-  attachedFiles?: AttachedFile[];
+  /** Checked uploads, moved into the workspace's `uploads/` before the task is stored. */
+  uploads?: StagedUploads;
 }
 
 /** A validated follow-up. */
@@ -34,7 +37,8 @@ export interface FollowUpInput {
   message: string;
   env: Record<string, string> | null;
   secrets: Record<string, string> | null;
-  attachedFiles?: AttachedFile[];
+  /** Checked uploads, moved into the workspace's `uploads/` before the follow-up is stored. */
+  uploads?: StagedUploads;
 }
 
 /** A task as GET /tasks/:id returns it. */
@@ -43,6 +47,8 @@ export interface TaskView extends Omit<TaskRecord, 'runStartSeq' | 'secretKeys'>
   pendingApprovals?: { callId: string; toolName: string; server?: string; tool?: string; args: Record<string, unknown>; requestedAt: string }[];
   /** MCP servers' input requests waiting for an answer: each `input_required` payload with `requestedAt`. */
   pendingInputs?: Record<string, unknown>[];
+  /** GET one only: bytes of the files in the task's workspace. */
+  workspaceBytes?: number;
 }
 
 export interface TaskServiceOptions {
@@ -53,6 +59,7 @@ export interface TaskServiceOptions {
   sessions: SessionRegistry;
   gate: ApprovalGate;
   inputs: InputRequests;
+  workspaces: Workspaces;
   logger: Logger;
   /** How long a cancel waits for the run to wind down before it records the cancel itself. */
   cancelWaitMs?: number;
@@ -70,6 +77,8 @@ export class TaskService {
     const { store } = this.options;
     const now = new Date().toISOString();
     const id = randomUUID();
+    const adopted = input.uploads && (await this.options.workspaces.adopt(id, input.uploads));
+    const attachedFiles = adopted?.attachedFiles;
     const session = this.options.sessions.open(id);
     session.addSecrets(input.secrets ?? {});
     const scrub = session.scrubber;
@@ -96,10 +105,16 @@ export class TaskService {
       runStartSeq: 0,
       secretKeys: Object.keys(input.secrets ?? {}),
     };
-    // Issued together so that the store commits both in one group transaction.
-    await Promise.all([store.createTask(task), this.storeUserMessage(task.id, session.scrubber, input.message, input.attachedFiles, now)]);
+    try {
+      // Issued together so that the store commits both in one group transaction.
+      await Promise.all([store.createTask(task), this.storeUserMessage(task.id, session.scrubber, input.message, attachedFiles, now)]);
+    } catch (err) {
+      await this.options.sessions.close(id);
+      if (adopted) await this.options.workspaces.remove(id);
+      throw err;
+    }
     // The model sees the unscrubbed message; only what is stored is scrubbed.
-    session.conversation = [{ role: 'user', content: [{ type: 'text', text: userText(input.message, input.attachedFiles) }] }];
+    session.conversation = [{ role: 'user', content: [{ type: 'text', text: userText(input.message, attachedFiles) }] }];
     this.schedule(task.id);
     return { id, status: 'pending' };
   }
@@ -107,25 +122,37 @@ export class TaskService {
   async followUp(principal: Principal, taskId: string, input: FollowUpInput): Promise<{ status: TaskStatus }> {
     this.assertAccepting();
     const { store } = this.options;
+    const task = await this.followUpTarget(principal, taskId);
+    // Exclusive with the retention sweep: it must not delete the workspace while uploads move in
+    // or a run is about to start in it.
+    return this.options.workspaces.exclusive(taskId, async () => {
+      const adopted: AdoptedUploads | undefined = input.uploads && (await this.options.workspaces.adopt(taskId, input.uploads));
+      const session = this.options.sessions.open(taskId);
+      // Tools are opened per run (closed when a run ends), so new values reach MCP templates next run.
+      session.addSecrets(input.secrets ?? {});
+      // Scrubbed before it is written: an env value may contain a secret's value.
+      const env = input.env ? session.scrubber.value({ ...(task.env ?? {}), ...input.env }) : task.env;
+      const secretKeys = [...new Set([...task.secretKeys, ...Object.keys(input.secrets ?? {})])];
+      const moved = await store.transitionTask(taskId, FINISHED_STATUSES, { status: 'running', error: null, completedAt: null, env, secretKeys });
+      if (!moved) {
+        this.options.sessions.idle(taskId);
+        await adopted?.undo();
+        throw new ServiceError('CONFLICT', 'The task is busy; send a follow-up when it has finished');
+      }
+      const now = new Date().toISOString();
+      const message = await this.storeUserMessage(taskId, session.scrubber, input.message, adopted?.attachedFiles, now);
+      await store.updateTask(taskId, { runStartSeq: message.afterSeq });
+      if (session.conversation) pushUser(session.conversation, [{ type: 'text', text: userText(input.message, adopted?.attachedFiles) }]);
+      this.schedule(taskId);
+      return { status: 'running' as const };
+    });
+  }
+
+  /** The task, if the caller may send it a follow-up now: NOT_FOUND or CONFLICT otherwise. */
+  async followUpTarget(principal: Principal, taskId: string): Promise<TaskRecord> {
     const task = await this.visibleTask(principal, taskId);
     if (isLive(task.status)) throw new ServiceError('CONFLICT', `The task is ${task.status}; send a follow-up when it has finished`);
-    const session = this.options.sessions.open(taskId);
-    // Tools are opened per run (closed when a run ends), so new values reach MCP templates next run.
-    session.addSecrets(input.secrets ?? {});
-    // Scrubbed before it is written: an env value may contain a secret's value.
-    const env = input.env ? session.scrubber.value({ ...(task.env ?? {}), ...input.env }) : task.env;
-    const secretKeys = [...new Set([...task.secretKeys, ...Object.keys(input.secrets ?? {})])];
-    const moved = await store.transitionTask(taskId, FINISHED_STATUSES, { status: 'running', error: null, completedAt: null, env, secretKeys });
-    if (!moved) {
-      this.options.sessions.idle(taskId);
-      throw new ServiceError('CONFLICT', 'The task is busy; send a follow-up when it has finished');
-    }
-    const now = new Date().toISOString();
-    const message = await this.storeUserMessage(taskId, session.scrubber, input.message, input.attachedFiles, now);
-    await store.updateTask(taskId, { runStartSeq: message.afterSeq });
-    if (session.conversation) pushUser(session.conversation, [{ type: 'text', text: userText(input.message, input.attachedFiles) }]);
-    this.schedule(taskId);
-    return { status: 'running' };
+    return task;
   }
 
   async cancel(principal: Principal, taskId: string): Promise<void> {
@@ -175,7 +202,7 @@ export class TaskService {
 
   async get(principal: Principal, taskId: string): Promise<TaskView> {
     const task = await this.visibleTask(principal, taskId);
-    const view: TaskView = publicTask(task);
+    const view: TaskView = { ...publicTask(task), workspaceBytes: await this.options.workspaces.usage(taskId) };
     if (task.status === 'awaiting_approval') {
       const pending = (await this.options.store.listApprovals(taskId)).filter((a) => a.status === 'pending');
       if (pending.length) view.pendingApprovals = pending.map((a) => ({ callId: a.callId, toolName: a.toolName, args: a.args, server: a.server, tool: a.tool, requestedAt: a.requestedAt }));
@@ -328,6 +355,7 @@ export class TaskService {
       } finally {
         this.runs.delete(taskId);
         this.options.sessions.idle(taskId);
+        this.options.workspaces.forgetUsage(taskId);
         finish();
       }
     });
@@ -336,7 +364,8 @@ export class TaskService {
   private async storeUserMessage(taskId: string, scrubber: { value<T>(v: T): T; text(s: string): string }, content: string, attachedFiles: AttachedFile[] | undefined, createdAt: string): Promise<MessageRecord> {
     return this.options.store.appendMessage({
       id: randomUUID(), taskId, role: 'user', content: scrubber.text(content), createdAt,
-      ...(attachedFiles?.length ? { attachedFiles } : {}),
+      // Names came from the client: scrubbed like the text, in case one holds a secret's value.
+      ...(attachedFiles?.length ? { attachedFiles: scrubber.value(attachedFiles) } : {}),
     });
   }
 

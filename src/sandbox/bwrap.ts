@@ -5,9 +5,7 @@ import type { NetworkPolicy } from '../config.js';
 import { joinGroupCommand } from './cgroupLimits.js';
 import type { CgroupV1Limits } from './cgroupLimits.js';
 import type { ProcessSandbox, SandboxedSpawn, SandboxRequest } from './processSandbox.js';
-
-/** Where a task's processes see its workspace. */
-export const SANDBOX_WORKSPACE = '/workspace';
+import { WORKSPACE_MOUNT } from './workspaces.js';
 
 /** The system directories shown read-only (as symlinks where the host has symlinks, as on merged-/usr systems). */
 const SYSTEM_PATHS = ['/usr', '/bin', '/sbin', '/lib', '/lib32', '/lib64', '/libx32', '/etc'];
@@ -117,10 +115,10 @@ export function bwrapArgs(layout: BwrapLayout, request: { workspaceDir: string; 
   for (const { path, target } of layout.symlinks) args.push('--symlink', target, path);
   for (const dir of layout.hiddenDirs) args.push('--tmpfs', dir, '--remount-ro', dir);
   for (const file of layout.hiddenFiles) args.push('--ro-bind', '/dev/null', file);
-  args.push('--bind', request.workspaceDir, SANDBOX_WORKSPACE);
+  args.push('--bind', request.workspaceDir, WORKSPACE_MOUNT);
   // The new root is a tmpfs of bubblewrap's: read-only too, so /workspace and /tmp are the only places to write.
   args.push('--remount-ro', '/');
-  args.push('--chdir', inside ? `${SANDBOX_WORKSPACE}/${inside.split(sep).join('/')}` : SANDBOX_WORKSPACE);
+  args.push('--chdir', inside ? `${WORKSPACE_MOUNT}/${inside.split(sep).join('/')}` : WORKSPACE_MOUNT);
   return args;
 }
 
@@ -136,7 +134,7 @@ export class BwrapSandbox implements ProcessSandbox {
   ) {}
 
   workspacePath(): string {
-    return SANDBOX_WORKSPACE;
+    return WORKSPACE_MOUNT;
   }
 
   async prepare(request: SandboxRequest): Promise<SandboxedSpawn> {

@@ -86,17 +86,12 @@ describe('Task routes', () => {
       expect(empty.body.error).to.deep.include({ code: 'VALIDATION_ERROR', message: 'Invalid request body: /message is required' });
     });
 
-    it('refuses env or secrets in multipart, and files for now', async () => {
+    it('refuses env or secrets in multipart', async () => {
       const form = new FormData();
       form.set('message', 'x');
       form.set('secrets', '{"A":"b"}');
-      expect((await airlock.api('/tasks', { method: 'POST', body: form })).body.error.code).to.equal('VALIDATION_ERROR');
-      const withFile = new FormData();
-      withFile.set('message', 'x');
-      withFile.set('files', new Blob(['a,b\n1,2\n']), 'data.csv');
-      const res = await airlock.api('/tasks', { method: 'POST', body: withFile });
-      expect(res.status).to.equal(400);
-      expect(res.body.error.code).to.equal('VALIDATION_ERROR');
+      const res = await airlock.api('/tasks', { method: 'POST', body: form });
+      expect(res.body.error).to.deep.include({ code: 'VALIDATION_ERROR', message: 'Send env and secrets as application/json' });
     });
   });
 
@@ -107,7 +102,7 @@ describe('Task routes', () => {
       expect(task).to.include({ projectId: 'default', status: 'completed', systemPrompt: 'Be brief.', showInHistory: true, autoExecute: true, endUserId: null });
       expect(task.apiKeyId).to.be.a('string');
       expect(task.env).to.deep.equal({ REGION: 'eu' });
-      expect(task).to.have.keys('id', 'projectId', 'apiKeyId', 'endUserId', 'sessionId', 'conversationId', 'status', 'message', 'systemPrompt', 'showInHistory', 'autoExecute', 'env', 'error', 'usage', 'createdAt', 'startedAt', 'completedAt', 'lastActivityAt', 'messageCount', 'output');
+      expect(task).to.have.keys('id', 'projectId', 'apiKeyId', 'endUserId', 'sessionId', 'conversationId', 'status', 'message', 'systemPrompt', 'showInHistory', 'autoExecute', 'env', 'error', 'usage', 'createdAt', 'startedAt', 'completedAt', 'lastActivityAt', 'messageCount', 'output', 'workspaceBytes');
       expect(task.output.content).to.equal('done');
       expect(task.output.toolCalls).to.deep.equal([{ callId: 'toolu_scripted_1', toolName: 'lookup', server: 'kb', status: 'success', args: { q: 'otters' }, output: 'found otters' }]);
       expect(task.usage.turns).to.equal(2);

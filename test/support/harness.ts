@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -17,8 +17,17 @@ export interface TestAirlock extends Airlock {
   stop(): Promise<void>;
 }
 
-export async function startTestAirlock(options: { env?: Record<string, string>; overrides?: AirlockOverrides; dataDir?: string } = {}): Promise<TestAirlock> {
+/**
+ * Starts an Airlock for a test. `config` is written as the config file (into the data dir) and
+ * named by AIRLOCK_CONFIG.
+ */
+export async function startTestAirlock(options: { env?: Record<string, string>; overrides?: AirlockOverrides; dataDir?: string; config?: Record<string, unknown> } = {}): Promise<TestAirlock> {
   const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), 'airlock-test-')));
+  const configEnv: Record<string, string> = {};
+  if (options.config) {
+    configEnv.AIRLOCK_CONFIG = join(dataDir, 'airlock.config.json');
+    await writeFile(configEnv.AIRLOCK_CONFIG, JSON.stringify(options.config));
+  }
   const logs: string[] = [];
   const logDestination = new Writable({
     write(chunk, _encoding, callback) {
@@ -27,7 +36,7 @@ export async function startTestAirlock(options: { env?: Record<string, string>; 
     },
   });
   // Sandboxed unless a test says otherwise; without a working bubblewrap, start-up fails saying so.
-  const config = loadConfig({ AIRLOCK_DATA_DIR: dataDir, PORT: '0', HOST: '127.0.0.1', AIRLOCK_BOOTSTRAP_API_KEY: TEST_KEY, AIRLOCK_LOG_LEVEL: 'debug', AIRLOCK_SANDBOX_MODE: 'bwrap', ...options.env });
+  const config = loadConfig({ AIRLOCK_DATA_DIR: dataDir, PORT: '0', HOST: '127.0.0.1', AIRLOCK_BOOTSTRAP_API_KEY: TEST_KEY, AIRLOCK_LOG_LEVEL: 'debug', AIRLOCK_SANDBOX_MODE: 'bwrap', ...configEnv, ...options.env });
   const airlock = await startAirlock(config, { logDestination, announce: () => {}, ...options.overrides });
   const api: TestAirlock['api'] = async (path, init = {}) => {
     const headers = new Headers(init.headers);

@@ -2,7 +2,8 @@ import { expect } from 'chai';
 import { mkdirSync, mkdtempSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { bwrapArgs, SANDBOX_WORKSPACE, sandboxLayout } from '../../src/sandbox/bwrap.js';
+import { bwrapArgs, sandboxLayout } from '../../src/sandbox/bwrap.js';
+import { WORKSPACE_MOUNT } from '../../src/sandbox/workspaces.js';
 import type { BwrapLayout } from '../../src/sandbox/bwrap.js';
 
 const LAYOUT: BwrapLayout = {
@@ -41,7 +42,7 @@ describe('bwrapArgs', () => {
     expect(values(args, '--ro-bind', 2)).to.deep.equal([['/usr', '/usr'], ['/etc', '/etc'], ['/srv/airlock', '/srv/airlock'], ['/dev/null', '/srv/airlock/airlock.config.json']]);
     expect(values(args, '--symlink', 2)).to.deep.equal([['usr/bin', '/bin']]);
     expect(values(args, '--tmpfs', 1)).to.deep.equal([['/tmp'], ['/srv/airlock/data']]);
-    expect(values(args, '--bind', 2)).to.deep.equal([[request.workspaceDir, SANDBOX_WORKSPACE]]);
+    expect(values(args, '--bind', 2)).to.deep.equal([[request.workspaceDir, WORKSPACE_MOUNT]]);
     // Only /workspace and /tmp can be written: the root and the masks are read-only.
     expect(values(args, '--remount-ro', 1)).to.deep.equal([['/srv/airlock/data'], ['/']]);
     // bubblewrap mounts in order: each mask must come after the bind it covers, the workspace last.

@@ -64,6 +64,16 @@ describe('loadConfig', () => {
       expect(projects).to.have.keys(DEFAULT_PROJECT, 'other');
     });
 
+    it('takes at most 20 files of 50 MiB per request, and keeps workspaces forever', () => {
+      const config = loadConfig({}, cwd);
+      expect(config.uploads).to.deep.equal({
+        maxFiles: 20,
+        maxFileBytes: 50 * 1024 * 1024,
+        archives: { maxExpandedBytes: 1024 * 1024 * 1024, maxEntries: 10_000, maxCompressionRatio: 100 },
+      });
+      expect(config.workspaces).to.deep.equal({ sweepIntervalMs: 600_000 });
+    });
+
     it('treats empty environment variables as unset', () => {
       const config = loadConfig({ PORT: '', HOST: '', AIRLOCK_DATA_DIR: '', ANTHROPIC_API_KEY: '', AIRLOCK_BOOTSTRAP_API_KEY: '' }, cwd);
       expect(config).to.include({ host: '127.0.0.1', port: 8080, dataDir: join(cwd, 'data') });
@@ -98,6 +108,19 @@ describe('loadConfig', () => {
       }, cwd);
       expect(overridden).to.include({ host: '10.0.0.1', port: 7000, heartbeatIntervalMs: 250, dataDir: '/var/airlock', logLevel: 'debug', concurrency: 5, maxTurns: 7 });
       expect(overridden.model).to.include({ name: 'env-model', maxTokens: 100 });
+    });
+
+    it('sets upload limits, archive caps and workspace retention, field by field', () => {
+      const path = configFile({ uploads: { maxFileBytes: 1024, archives: { maxEntries: 5 } }, workspaces: { retentionMs: 86_400_000 } });
+      const config = loadConfig({ AIRLOCK_CONFIG: path }, cwd);
+      expect(config.uploads).to.deep.equal({ maxFiles: 20, maxFileBytes: 1024, archives: { maxExpandedBytes: 1024 * 1024 * 1024, maxEntries: 5, maxCompressionRatio: 100 } });
+      expect(config.workspaces).to.deep.equal({ retentionMs: 86_400_000, sweepIntervalMs: 600_000 });
+      const bad = configFile({ uploads: { maxFiles: 0, maxFileBytes: 'big', archives: { ratio: 3 } }, workspaces: { retentionMs: -1 } }, 'bad.json');
+      const text = configError(() => loadConfig({ AIRLOCK_CONFIG: bad }, cwd)).problems.join('\n');
+      expect(text).to.include('/uploads/maxFiles must be >= 1');
+      expect(text).to.include('/uploads/maxFileBytes must be integer');
+      expect(text).to.include('/uploads/archives must NOT have additional properties (unknown property "ratio")');
+      expect(text).to.include('/workspaces/retentionMs must be >= 1');
     });
 
     it('lets model.provider "scripted" win over a set ANTHROPIC_API_KEY', () => {

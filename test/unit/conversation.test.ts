@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { conversationFromMessages, userText } from '../../src/runtime/conversation.js';
+import { conversationFromMessages, MAX_LISTED_FILES, userText } from '../../src/runtime/conversation.js';
 import type { MessageRecord } from '../../src/store/store.js';
 
 let counter = 0;
@@ -91,7 +91,7 @@ describe('conversationFromMessages', () => {
       message('user', 'summarise these', { attachedFiles: [{ name: 'a.txt', path: 'uploads/a.txt' }, { name: 'b.csv', path: 'uploads/b.csv' }] }),
     ]);
     expect(conversation).to.deep.equal([
-      { role: 'user', content: [{ type: 'text', text: 'Uploaded files (in the workspace):\n- uploads/a.txt\n- uploads/b.csv\n\nsummarise these' }] },
+      { role: 'user', content: [{ type: 'text', text: 'Uploaded files:\n- /workspace/uploads/a.txt\n- /workspace/uploads/b.csv\n\nsummarise these' }] },
     ]);
   });
 });
@@ -102,7 +102,15 @@ describe('userText', () => {
     expect(userText('hello', [])).to.equal('hello');
   });
 
-  it('puts the list of file paths first, then a blank line, then the message', () => {
-    expect(userText('go', [{ name: 'x', path: 'in/x' }])).to.equal('Uploaded files (in the workspace):\n- in/x\n\ngo');
+  it('puts the list of file paths as the agent sees them first, then a blank line, then the message', () => {
+    expect(userText('go', [{ name: 'x', path: 'uploads/x' }])).to.equal('Uploaded files:\n- /workspace/uploads/x\n\ngo');
+  });
+
+  it('lists at most MAX_LISTED_FILES files and says how many more there are', () => {
+    const files = Array.from({ length: MAX_LISTED_FILES + 3 }, (_, i) => ({ name: `f${i}`, path: `uploads/a/f${i}` }));
+    const lines = userText('go', files).split('\n');
+    expect(lines.filter((line) => line.startsWith('- /workspace/uploads/a/f'))).to.have.length(MAX_LISTED_FILES);
+    expect(lines).to.include('- … and 3 more (list /workspace/uploads to see them all)');
+    expect(lines.at(-1)).to.equal('go');
   });
 });

@@ -1,6 +1,7 @@
 import { ApprovalGate } from '../../src/runtime/approvalGate.js';
 import { InputRequests } from '../../src/runtime/inputRequests.js';
 import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { expect } from 'chai';
 import { randomUUID } from 'node:crypto';
 import pino from 'pino';
@@ -18,6 +19,7 @@ import { TaskService } from '../../src/runtime/taskService.js';
 import { TaskStreams } from '../../src/runtime/taskStream.js';
 import type { StreamFrame, StreamSink, TaskStreamOptions } from '../../src/runtime/taskStream.js';
 import { EmptyToolRouter } from '../../src/runtime/toolRouter.js';
+import { Workspaces } from '../../src/sandbox/workspaces.js';
 import { SqliteStore } from '../../src/store/sqliteStore.js';
 import type { EventRecord, TaskRecord, TaskStatus } from '../../src/store/store.js';
 
@@ -104,7 +106,9 @@ describe('TaskStreams', () => {
     const runner = new TaskRunner({
       store, events, tools: new EmptyToolRouter(), modelFor: () => new ScriptedModelClient(), systemPromptFor: () => '', workspaceFor: async () => tmpdir(), projectFor: () => ({}), gate: new ApprovalGate(store), inputs: new InputRequests(store), maxTurns: 5, logger,
     });
-    service = new TaskService({ store, events, queue: new InProcessTaskQueue(1), runner, sessions, gate: new ApprovalGate(store), inputs: new InputRequests(store), logger });
+    // No test here touches files: the workspaces root is never created.
+    const workspaces = new Workspaces(join(tmpdir(), 'airlock-taskstream-no-workspaces'));
+    service = new TaskService({ store, events, queue: new InProcessTaskQueue(1), runner, sessions, gate: new ApprovalGate(store), inputs: new InputRequests(store), workspaces, logger });
   });
 
   afterEach(async () => {
