@@ -1,11 +1,10 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { Ajv } from 'ajv';
-import { Ajv2020 } from 'ajv/dist/2020.js';
-import type { ValidateFunction } from 'ajv';
 import { ServiceError } from '../errors.js';
 import { canonicalJson } from '../mcp/mcpPool.js';
 import type { ApprovalOutcome, ApprovalRecord, Store } from '../store/store.js';
 import { isSuspended } from './runAbort.js';
+import { SchemaCheck } from './schemaCheck.js';
+import type { SchemaProblem } from './schemaCheck.js';
 import { Scrubber } from './scrubber.js';
 import type { ToolInfo } from './toolRouter.js';
 
@@ -48,10 +47,7 @@ export interface ApprovalRequest {
  */
 export class ApprovalGate {
   private readonly waiters = new Map<string, Waiter>();
-  // MCP tools declare draft-07 or 2020-12 schemas (zod 4 emits 2020-12); each needs its own Ajv.
-  private readonly ajv = new Ajv({ allErrors: true, strict: false });
-  private readonly ajv2020 = new Ajv2020({ allErrors: true, strict: false });
-  private readonly validators = new Map<string, ValidateFunction>();
+  private readonly schemas = new SchemaCheck();
   /** Expiry timers of approvals recovered from a previous process. */
   private readonly recovered = new Map<string, NodeJS.Timeout>();
 
@@ -206,22 +202,14 @@ export class ApprovalGate {
 
   private validate(schema: Record<string, unknown> | undefined, args: Record<string, unknown>): void {
     if (!schema) return;
-    const key = JSON.stringify(schema);
-    let validate = this.validators.get(key);
-    if (!validate) {
-      const { $schema, ...body } = schema;
-      const dialect = typeof $schema === 'string' && $schema.includes('2020-12') ? this.ajv2020 : this.ajv;
-      try {
-        validate = dialect.compile(body);
-      } catch (err) {
-        // Unvalidated edits must not run: refuse them, the call stays pending.
-        throw new ServiceError('VALIDATION_ERROR', `The tool's input schema cannot be used to check edited arguments (${(err as Error).message}); approve without args or cancel`);
-      }
-      this.validators.set(key, validate);
+    let details: SchemaProblem[];
+    try {
+      details = this.schemas.problems(schema, args, '/args');
+    } catch (err) {
+      // Unvalidated edits must not run: refuse them, the call stays pending.
+      throw new ServiceError('VALIDATION_ERROR', `The tool's input schema cannot be used to check edited arguments (${(err as Error).message}); approve without args or cancel`);
     }
-    if (validate(args)) return;
-    const details = (validate.errors ?? []).map((e) => ({ path: `/args${e.instancePath}`, message: e.message ?? 'is invalid' }));
-    throw new ServiceError('VALIDATION_ERROR', `The edited arguments do not match the tool's input schema: ${details[0]?.path} ${details[0]?.message}`, { details });
+    if (details.length) throw new ServiceError('VALIDATION_ERROR', `The edited arguments do not match the tool's input schema: ${details[0]!.path} ${details[0]!.message}`, { details });
   }
 }
 

@@ -1,14 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import { Ajv } from 'ajv';
-import { Ajv2020 } from 'ajv/dist/2020.js';
-import type { ValidateFunction } from 'ajv';
-import addFormatsModule from 'ajv-formats';
 import { ServiceError } from '../errors.js';
 import type { Store } from '../store/store.js';
+import { SchemaCheck } from './schemaCheck.js';
+import type { SchemaProblem } from './schemaCheck.js';
 import type { EmitEvent } from './toolCalls.js';
-
-// ajv-formats is CommonJS with a default export that NodeNext sees one level down.
-const addFormats = addFormatsModule as unknown as typeof addFormatsModule.default;
 
 /** How a person answers a server's request for input (MCP elicitation actions). */
 export type InputAction = 'accept' | 'decline' | 'cancel';
@@ -43,7 +38,6 @@ export interface OpenInputRequest {
 interface Waiter {
   prompt: InputPrompt;
   emit: EmitEvent;
-  validate?: ValidateFunction;
   /** Settles the request for good; called once, by whoever claimed it. */
   settle(answer: InputAnswer, by: string, reason?: string): Promise<void>;
 }
@@ -61,8 +55,7 @@ export class InputRequests {
   private readonly waiters = new Map<string, Waiter>();
   /** Requests claimed whose `input_resolved` event is not stored yet. */
   private readonly settling = new Map<string, InputAction>();
-  private readonly ajv = withFormats(new Ajv({ allErrors: true, strict: false, useDefaults: true, logger: false }));
-  private readonly ajv2020 = withFormats(new Ajv2020({ allErrors: true, strict: false, useDefaults: true, logger: false }));
+  private readonly schemas = new SchemaCheck({ useDefaults: true });
 
   constructor(private readonly store: Store) {}
 
@@ -159,25 +152,16 @@ export class InputRequests {
   // The content as the server gets it: a copy, checked against the requested schema, defaults filled in (SEP-1034).
   private checkContent(waiter: Waiter, content: Record<string, unknown>): Record<string, unknown> {
     const prompt = waiter.prompt as Extract<InputPrompt, { mode: 'form' }>;
-    if (!waiter.validate) {
-      const { $schema, ...body } = prompt.schema;
-      const dialect = typeof $schema === 'string' && $schema.includes('2020-12') ? this.ajv2020 : this.ajv;
-      try {
-        waiter.validate = dialect.compile(body);
-      } catch (err) {
-        throw new ServiceError('VALIDATION_ERROR', `The server's schema cannot be used to check the content (${(err as Error).message}); answer decline or cancel`);
-      }
-    }
     const copy = structuredClone(content);
-    if (waiter.validate(copy)) return copy;
-    const details = (waiter.validate.errors ?? []).map((e) => ({ path: `/content${e.instancePath}`, message: e.message ?? 'is invalid' }));
-    throw new ServiceError('VALIDATION_ERROR', `The content does not match the requested schema: ${details[0]?.path} ${details[0]?.message}`, { details });
+    let details: SchemaProblem[];
+    try {
+      details = this.schemas.problems(prompt.schema, copy, '/content');
+    } catch (err) {
+      throw new ServiceError('VALIDATION_ERROR', `The server's schema cannot be used to check the content (${(err as Error).message}); answer decline or cancel`);
+    }
+    if (!details.length) return copy;
+    throw new ServiceError('VALIDATION_ERROR', `The content does not match the requested schema: ${details[0]!.path} ${details[0]!.message}`, { details });
   }
-}
-
-function withFormats<T extends Ajv>(ajv: T): T {
-  addFormats(ajv);
-  return ajv;
 }
 
 function describeReason(reason: unknown): string {
