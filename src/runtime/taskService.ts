@@ -8,6 +8,7 @@ import { principalId } from './principal.js';
 import { pushUser, userText } from './conversation.js';
 import type { EventLog } from './events.js';
 import type { Principal } from './principal.js';
+import type { Scrubber } from './scrubber.js';
 import type { SessionRegistry } from './sessions.js';
 import { RunAbort } from './taskRunner.js';
 import type { TaskRunner } from './taskRunner.js';
@@ -91,8 +92,8 @@ export class TaskService {
       messageCount: 0,
       runStartSeq: 0,
     };
-    // Issued together so that the store commits both in one group transaction.
-    await Promise.all([store.createTask(task), this.storeUserMessage(task.id, session.scrubber, input.message, input.attachedFiles, now)]);
+    // One atomic write: a task is never stored without its message, and the 201 waits for the commit.
+    await store.createTask(task, userMessage(scrub, input.message, input.attachedFiles, now));
     // The model sees the unscrubbed message; only what is stored is scrubbed.
     session.conversation = [{ role: 'user', content: [{ type: 'text', text: userText(input.message, input.attachedFiles) }] }];
     this.schedule(task.id);
@@ -115,7 +116,7 @@ export class TaskService {
       throw new ServiceError('CONFLICT', 'The task is busy; send a follow-up when it has finished');
     }
     const now = new Date().toISOString();
-    const message = await this.storeUserMessage(taskId, session.scrubber, input.message, input.attachedFiles, now);
+    const message = await store.appendMessage({ ...userMessage(session.scrubber, input.message, input.attachedFiles, now), taskId });
     await store.updateTask(taskId, { runStartSeq: message.afterSeq });
     if (session.conversation) pushUser(session.conversation, [{ type: 'text', text: userText(input.message, input.attachedFiles) }]);
     this.schedule(taskId);
@@ -278,16 +279,14 @@ export class TaskService {
     });
   }
 
-  private async storeUserMessage(taskId: string, scrubber: { value<T>(v: T): T; text(s: string): string }, content: string, attachedFiles: AttachedFile[] | undefined, createdAt: string): Promise<MessageRecord> {
-    return this.options.store.appendMessage({
-      id: randomUUID(), taskId, role: 'user', content: scrubber.text(content), createdAt,
-      ...(attachedFiles?.length ? { attachedFiles } : {}),
-    });
-  }
-
   private assertAccepting(): void {
     if (!this.accepting) throw new ServiceError('CONFLICT', 'Airlock is shutting down and takes no new work');
   }
+}
+
+/** A user's message as stored: scrubbed (the model sees it unscrubbed). */
+function userMessage(scrubber: Scrubber, content: string, attachedFiles: AttachedFile[] | undefined, createdAt: string): Omit<MessageRecord, 'taskId' | 'afterSeq'> {
+  return { id: randomUUID(), role: 'user', content: scrubber.text(content), createdAt, ...(attachedFiles?.length ? { attachedFiles } : {}) };
 }
 
 /** The task fields the API shows. */
