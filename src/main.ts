@@ -83,7 +83,7 @@ export async function startAirlock(config: Config, overrides: AirlockOverrides =
   const runner = new TaskRunner({
     store, events, tools: toolRouter, modelFor, gate, logger, maxTurns: config.maxTurns,
     systemPromptFor: (task) => systemPrompt(config, task),
-    workspaceFor: (taskId) => ensureWorkspace(config, taskId),
+    workspaceFor: (taskId) => workspaceDir(config, taskId),
     projectFor: (projectId) => config.projects[projectId] ?? {},
   });
   const queue = new InProcessTaskQueue(config.concurrency);
@@ -142,9 +142,17 @@ export function workspaceServerLauncher(): BuiltinLauncher {
   return (workspaceDir) => ({ command: process.execPath, args: ['--import', tsx, server, workspaceDir] });
 }
 
-/** A task's workspace directory: `<dataDir>/workspaces/<taskId>`, created on first use. */
+/**
+ * A task's workspace directory: `<dataDir>/workspaces/<taskId>`. It is made when something first
+ * needs it (ensureWorkspace; a stdio MCP server starting in it), not for every task.
+ */
+export function workspaceDir(config: Config, taskId: string): string {
+  return join(config.dataDir, 'workspaces', taskId);
+}
+
+/** Makes a task's workspace directory if it is not there yet; returns it. */
 export async function ensureWorkspace(config: Config, taskId: string): Promise<string> {
-  const dir = join(config.dataDir, 'workspaces', taskId);
+  const dir = workspaceDir(config, taskId);
   await mkdir(dir, { recursive: true });
   return dir;
 }

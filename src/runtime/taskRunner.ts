@@ -34,8 +34,8 @@ export interface TaskRunnerOptions {
   modelFor: (projectId: string) => ModelClient;
   /** The whole system prompt of a task. */
   systemPromptFor: (task: TaskRecord) => string;
-  /** The task's workspace directory, created if needed. */
-  workspaceFor: (taskId: string) => Promise<string>;
+  /** The task's workspace directory; it may not exist yet (a stdio server starting in it makes it). */
+  workspaceFor: (taskId: string) => string;
   /** A project's configuration (tool policies, approval timeout). */
   projectFor: (projectId: string) => ProjectConfig;
   gate: ApprovalGate;
@@ -123,7 +123,7 @@ export class TaskRunner {
       projectId: task.projectId,
       variables: session.variables(task.env),
       secretKeys: session.secretKeys(),
-      workspaceDir: await this.options.workspaceFor(task.id),
+      workspaceDir: this.options.workspaceFor(task.id),
       onStatus: (message) => void emit('status', { status: 'running', message }),
       signal,
     });

@@ -101,7 +101,7 @@ describe('TaskStreams', () => {
     sessions = new SessionRegistry(new SecretRegistry(), 60_000);
     const logger = pino({ level: 'silent' });
     const runner = new TaskRunner({
-      store, events, tools: new EmptyToolRouter(), modelFor: () => new ScriptedModelClient(), systemPromptFor: () => '', workspaceFor: async () => tmpdir(), projectFor: () => ({}), gate: new ApprovalGate(store), maxTurns: 5, logger,
+      store, events, tools: new EmptyToolRouter(), modelFor: () => new ScriptedModelClient(), systemPromptFor: () => '', workspaceFor: () => tmpdir(), projectFor: () => ({}), gate: new ApprovalGate(store), maxTurns: 5, logger,
     });
     service = new TaskService({ store, events, queue: new InProcessTaskQueue(1), runner, sessions, gate: new ApprovalGate(store), logger });
   });
