@@ -5,7 +5,7 @@ import type {
   ApiKeyRecord, ApprovalDecision, ApprovalRecord, EventRecord, MessageRecord, Store, TaskListQuery, TaskPatch, TaskRecord, TaskSnapshot, TaskStatus,
 } from './store.js';
 
-const SCHEMA_VERSION = 3;
+const SCHEMA_VERSION = 4;
 
 const MIGRATIONS = [
   `CREATE TABLE projects (id TEXT PRIMARY KEY, created_at TEXT NOT NULL);
@@ -39,6 +39,17 @@ const MIGRATIONS = [
   // A task's last sequence number is MAX(seq) of its events (the primary key finds it), so an event
   // is one INSERT and no longer rewrites its task's row.
   `ALTER TABLE tasks DROP COLUMN last_seq;`,
+  // Messages keyed by (task_id, position), which every read uses: one b-tree instead of a table,
+  // a unique index on the random id and one on (task_id, position). Ids stay random UUIDs.
+  `CREATE TABLE messages_new (
+     task_id TEXT NOT NULL REFERENCES tasks(id), position INTEGER NOT NULL, id TEXT NOT NULL,
+     role TEXT NOT NULL, content TEXT NOT NULL, created_at TEXT NOT NULL,
+     attached_files TEXT, thoughts TEXT, tool_calls TEXT, after_seq INTEGER NOT NULL,
+     PRIMARY KEY (task_id, position)) WITHOUT ROWID;
+   INSERT INTO messages_new (task_id, position, id, role, content, created_at, attached_files, thoughts, tool_calls, after_seq)
+     SELECT task_id, position, id, role, content, created_at, attached_files, thoughts, tool_calls, after_seq FROM messages;
+   DROP TABLE messages;
+   ALTER TABLE messages_new RENAME TO messages;`,
 ];
 
 interface ApprovalRow {

@@ -18,6 +18,37 @@ function newTask(id = randomUUID()): TaskRecord {
   };
 }
 
+// The tables of schema 2 (before the store numbered events from MAX(seq) and keyed messages by task and position).
+const SCHEMA_V2 = `
+  CREATE TABLE projects (id TEXT PRIMARY KEY, created_at TEXT NOT NULL);
+  CREATE TABLE api_keys (
+    id TEXT PRIMARY KEY, project_id TEXT NOT NULL REFERENCES projects(id), name TEXT,
+    key_hash TEXT NOT NULL UNIQUE, key_prefix TEXT NOT NULL,
+    created_at TEXT NOT NULL, expires_at TEXT, revoked_at TEXT);
+  CREATE TABLE tasks (
+    id TEXT PRIMARY KEY, project_id TEXT NOT NULL, api_key_id TEXT, end_user_id TEXT,
+    session_id TEXT NOT NULL, conversation_id TEXT NOT NULL, status TEXT NOT NULL,
+    message TEXT NOT NULL, system_prompt TEXT, show_in_history INTEGER NOT NULL, auto_execute INTEGER NOT NULL,
+    env TEXT, error TEXT, usage TEXT NOT NULL,
+    created_at TEXT NOT NULL, started_at TEXT, completed_at TEXT, last_activity_at TEXT NOT NULL,
+    message_count INTEGER NOT NULL DEFAULT 0, last_seq INTEGER NOT NULL DEFAULT 0, run_start_seq INTEGER NOT NULL DEFAULT 0);
+  CREATE INDEX tasks_by_activity ON tasks(project_id, last_activity_at DESC);
+  CREATE INDEX tasks_by_status ON tasks(status);
+  CREATE TABLE messages (
+    id TEXT PRIMARY KEY, task_id TEXT NOT NULL REFERENCES tasks(id), position INTEGER NOT NULL,
+    role TEXT NOT NULL, content TEXT NOT NULL, created_at TEXT NOT NULL,
+    attached_files TEXT, thoughts TEXT, tool_calls TEXT, after_seq INTEGER NOT NULL);
+  CREATE UNIQUE INDEX messages_by_task ON messages(task_id, position);
+  CREATE TABLE events (
+    task_id TEXT NOT NULL, seq INTEGER NOT NULL, type TEXT NOT NULL, data TEXT NOT NULL, created_at TEXT NOT NULL,
+    PRIMARY KEY (task_id, seq)) WITHOUT ROWID;
+  CREATE TABLE approvals (
+    id TEXT PRIMARY KEY, task_id TEXT NOT NULL REFERENCES tasks(id), call_id TEXT NOT NULL,
+    tool_name TEXT NOT NULL, server TEXT NOT NULL, tool TEXT NOT NULL, args TEXT NOT NULL, digest TEXT NOT NULL,
+    status TEXT NOT NULL, outcome TEXT, reason TEXT, decided_by TEXT, args_edited INTEGER NOT NULL DEFAULT 0, edited_args TEXT, policy TEXT,
+    requested_at TEXT NOT NULL, decided_at TEXT, expires_at TEXT);
+  CREATE UNIQUE INDEX approvals_by_call ON approvals(task_id, call_id);`;
+
 const firstMessage = (content = 'hello') => ({ id: randomUUID(), role: 'user' as const, content, createdAt: new Date().toISOString() });
 
 describe('SqliteStore', () => {
@@ -67,12 +98,11 @@ describe('SqliteStore', () => {
     });
 
     it('stores neither row when the message cannot be stored, and other writes of the same commit survive', async () => {
-      const existing = firstMessage();
-      await store.createTask(newTask(), existing);
       const orphan = newTask();
       const other = newTask();
-      // A message id that is taken fails the second statement, after the task row went in.
-      const [refused, fine] = await Promise.allSettled([store.createTask(orphan, { ...existing }), store.createTask(other, firstMessage())]);
+      // A message without content fails the second statement, after the task row went in.
+      const broken = { ...firstMessage(), content: null as unknown as string };
+      const [refused, fine] = await Promise.allSettled([store.createTask(orphan, broken), store.createTask(other, firstMessage())]);
       expect(refused.status).to.equal('rejected');
       expect(fine.status).to.equal('fulfilled');
       expect(await store.getTask(orphan.id)).to.equal(undefined);
@@ -113,21 +143,29 @@ describe('SqliteStore', () => {
     });
   });
 
-  it('migrates a database of schema 2: events go on numbering after the stored ones', async () => {
+  it('migrates a database of schema 2 and keeps its messages and event numbering', async () => {
     await store.close();
-    // Schema 2 differed by a last_seq column on tasks, bumped by every event.
+    await rm(path);
     const v2 = new Database(path);
-    v2.exec('ALTER TABLE tasks ADD COLUMN last_seq INTEGER NOT NULL DEFAULT 0');
+    v2.exec(SCHEMA_V2);
     v2.pragma('user_version = 2');
     const task = newTask();
+    v2.prepare("INSERT INTO projects (id, created_at) VALUES ('default', '2025-01-01T00:00:00.000Z')").run();
     v2.prepare(`INSERT INTO tasks (id, project_id, session_id, conversation_id, status, message, show_in_history, auto_execute, usage, created_at, last_activity_at, message_count, last_seq)
-      VALUES (?, 'default', ?, ?, 'completed', 'hello', 1, 1, '{"inputTokens":0,"outputTokens":0,"turns":0}', ?, ?, 0, 2)`).run(task.id, task.sessionId, task.conversationId, task.createdAt, task.createdAt);
+      VALUES (?, 'default', ?, ?, 'completed', 'hello', 1, 1, '{"inputTokens":0,"outputTokens":0,"turns":0}', ?, ?, 1, 2)`).run(task.id, task.sessionId, task.conversationId, task.createdAt, task.createdAt);
+    const messageId = randomUUID();
+    v2.prepare("INSERT INTO messages (id, task_id, position, role, content, created_at, after_seq) VALUES (?, ?, 0, 'user', 'hello', ?, 0)").run(messageId, task.id, task.createdAt);
     for (const seq of [1, 2]) v2.prepare("INSERT INTO events (task_id, seq, type, data, created_at) VALUES (?, ?, 'status', '{}', ?)").run(task.id, seq, task.createdAt);
     v2.close();
 
     store = new SqliteStore(path);
+    expect((await store.listMessages(task.id)).map((m) => [m.id, m.content, m.afterSeq])).to.deep.equal([[messageId, 'hello', 0]]);
     expect((await store.appendEvent(task.id, 'status', { status: 'running' })).seq).to.equal(3);
-    expect((await store.snapshot(task.id))!.lastSeq).to.equal(3);
-    expect(otherConnection((db) => db.prepare("SELECT name FROM pragma_table_info('tasks') WHERE name = 'last_seq'").all())).to.deep.equal([]);
+    const reply = await store.appendMessage({ id: randomUUID(), taskId: task.id, role: 'assistant', content: 'hi', createdAt: new Date().toISOString() });
+    expect(reply.afterSeq).to.equal(3);
+    const snapshot = (await store.snapshot(task.id))!;
+    expect(snapshot.lastSeq).to.equal(3);
+    expect(snapshot.task.messageCount).to.equal(2);
+    expect(snapshot.messages.map((m) => m.content)).to.deep.equal(['hello', 'hi']);
   });
 });
