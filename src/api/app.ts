@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import Koa from 'koa';
 import Router from '@koa/router';
 import type { Logger } from 'pino';
@@ -10,6 +9,7 @@ import type { Uploads } from '../sandbox/uploads.js';
 import { authenticate } from './auth.js';
 import { errorHandler } from './errorHandler.js';
 import { rateLimit } from './rateLimit.js';
+import { requestLogger } from './requestLog.js';
 import { taskRoutes } from './taskRoutes.js';
 
 export interface AppOptions {
@@ -52,22 +52,4 @@ export function buildApp(options: AppOptions): Koa {
   taskRoutes(api, options);
   app.use(api.routes());
   return app;
-}
-
-function requestLogger(logger: Logger) {
-  return async (ctx: Koa.Context, next: Koa.Next) => {
-    const incoming = ctx.get('x-request-id');
-    const requestId = /^[A-Za-z0-9._-]{1,128}$/.test(incoming) ? incoming : randomUUID();
-    ctx.set('X-Request-Id', requestId);
-    ctx.state.requestId = requestId;
-    ctx.state.log = logger.child({ requestId });
-    const started = process.hrtime.bigint();
-    try {
-      await next();
-    } finally {
-      const ms = Number(process.hrtime.bigint() - started) / 1e6;
-      // The path only: query strings and bodies can carry values that do not belong in a log.
-      (ctx.state.log as Logger).info({ method: ctx.method, path: ctx.path, status: ctx.status, ms: Math.round(ms * 10) / 10 }, 'request');
-    }
-  };
 }

@@ -1,7 +1,7 @@
 import type { Context, Next } from 'koa';
 import { jwtVerify, errors as joseErrors } from 'jose';
 import { ServiceError } from '../errors.js';
-import { API_KEY_PATTERN, verifyApiKey } from '../runtime/apiKeys.js';
+import { API_KEY_PATTERN, ApiKeyVerifier } from '../runtime/apiKeys.js';
 import type { Principal } from '../runtime/principal.js';
 import type { Store } from '../store/store.js';
 
@@ -31,14 +31,14 @@ export function credentialOf(ctx: Context): string | undefined {
 /** Koa middleware: sets ctx.state.principal or throws the right 401/501. */
 export function authenticate(options: AuthOptions) {
   const secret = options.jwtSecret ? new TextEncoder().encode(options.jwtSecret) : undefined;
+  const keys = new ApiKeyVerifier(options.store);
   return async (ctx: Context, next: Next) => {
     const credential = credentialOf(ctx);
     if (!credential) throw new ServiceError('AUTH_REQUIRED', 'Send an API key as "Authorization: Bearer <key>" or "X-API-Key: <key>"');
     if (API_KEY_PATTERN.test(credential)) {
-      const key = await verifyApiKey(options.store, credential);
+      const key = await keys.verify(credential);
       if (!key) throw new ServiceError('INVALID_API_KEY', 'The API key is unknown, revoked or expired');
       ctx.state.principal = { kind: 'apiKey', projectId: key.projectId, apiKeyId: key.id } satisfies Principal;
-      ctx.state.log = ctx.state.log?.child({ apiKeyId: key.id, projectId: key.projectId });
     } else if (JWT_PATTERN.test(credential)) {
       if (!secret) throw new ServiceError('JWT_NOT_CONFIGURED', 'This Airlock has no JWT signing secret (AIRLOCK_JWT_SECRET), so it accepts API keys only');
       ctx.state.principal = await verifyJwt(credential, secret, options.projects);

@@ -1,6 +1,6 @@
 import type { Context, Next } from 'koa';
-import type { Logger } from 'pino';
 import { ServiceError } from '../errors.js';
+import { requestLog } from './requestLog.js';
 
 /**
  * The one middleware that turns errors into HTTP: ServiceErrors become the API's envelope,
@@ -16,11 +16,10 @@ export function errorHandler() {
       }
     } catch (thrown) {
       const err = toServiceError(thrown);
-      const log: Logger | undefined = ctx.state.log;
-      if (err.code === 'INTERNAL_ERROR') log?.error({ err: thrown }, 'unexpected error');
+      if (err.code === 'INTERNAL_ERROR') requestLog(ctx).error({ err: thrown }, 'unexpected error');
       if (ctx.headerSent || ctx.respond === false) {
         // A stream already started: the error can only be logged, and the connection closed.
-        if (err.code !== 'INTERNAL_ERROR') log?.warn({ code: err.code }, err.message);
+        if (err.code !== 'INTERNAL_ERROR') requestLog(ctx).warn({ code: err.code }, err.message);
         ctx.res.destroy();
         return;
       }

@@ -5,6 +5,7 @@ import { ServiceError } from '../errors.js';
 import type { Principal } from '../runtime/principal.js';
 import type { AppOptions } from './app.js';
 import { attachmentDisposition } from './contentDisposition.js';
+import { requestLog } from './requestLog.js';
 import { parseApprove, parseCreateTask, parseFollowUp, parseInputAnswer, parseListQuery, parseResumeSeq } from './requests.js';
 import type { RequestBody } from './requests.js';
 import { SseSink } from './sse.js';
@@ -119,7 +120,7 @@ export function taskRoutes(router: Router, options: AppOptions): void {
     try {
       await run(sink);
     } catch (err) {
-      ctx.state.log.error({ err }, 'stream failed');
+      requestLog(ctx).error({ err }, 'stream failed');
     }
     await sink.whenClosed();
   });

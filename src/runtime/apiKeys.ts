@@ -1,4 +1,4 @@
-import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { hash, randomBytes, randomUUID } from 'node:crypto';
 import { ServiceError } from '../errors.js';
 import type { ApiKeyRecord, Store } from '../store/store.js';
 
@@ -7,7 +7,7 @@ const PREFIX_CHARS = 'airlock_'.length + 8;
 
 /** SHA-256 of a key: keys are 256 random bits, so a fast hash is enough and lookups stay O(1). */
 export function hashApiKey(key: string): string {
-  return createHash('sha256').update(key).digest('hex');
+  return hash('sha256', key, 'hex');
 }
 
 export function generateApiKey(): string {
@@ -44,10 +44,34 @@ export async function createApiKey(store: Store, options: { projectId: string; n
   return { key, record };
 }
 
-/** The key's record when it is known, unrevoked and unexpired. */
-export async function verifyApiKey(store: Store, key: string, now = new Date()): Promise<ApiKeyRecord | undefined> {
-  const record = await store.findApiKeyByHash(hashApiKey(key));
-  if (!record || record.revokedAt) return undefined;
-  if (record.expiresAt && Date.parse(record.expiresAt) <= now.getTime()) return undefined;
-  return record;
+/** How long a running Airlock trusts a key it has looked up: a revoked key is refused within this time. */
+export const API_KEY_CACHE_TTL_MS = 1_000;
+const API_KEY_CACHE_ENTRIES = 1_000;
+
+/**
+ * Verifies API keys. A key's record is remembered, by hash, for API_KEY_CACHE_TTL_MS, so that a
+ * busy key costs one hash per request instead of a lookup: a key revoked in the database (airlock
+ * keys revoke) is refused within that time. Expiry is checked on every request. Unknown keys are
+ * not remembered, so a new key works at once.
+ */
+export class ApiKeyVerifier {
+  private readonly known = new Map<string, { record: ApiKeyRecord; until: number; expiresAtMs: number }>();
+
+  constructor(private readonly store: Store, private readonly now: () => number = Date.now) {}
+
+  /** The key's record when it is known, unrevoked and unexpired. */
+  async verify(key: string): Promise<ApiKeyRecord | undefined> {
+    const keyHash = hashApiKey(key);
+    const now = this.now();
+    let entry = this.known.get(keyHash);
+    if (!entry || entry.until <= now) {
+      const record = await this.store.findApiKeyByHash(keyHash);
+      this.known.delete(keyHash);
+      if (!record) return undefined;
+      // Insertion order is age order: past the bound, the oldest entry goes.
+      if (this.known.size >= API_KEY_CACHE_ENTRIES) this.known.delete(this.known.keys().next().value!);
+      this.known.set(keyHash, (entry = { record, until: now + API_KEY_CACHE_TTL_MS, expiresAtMs: record.expiresAt ? Date.parse(record.expiresAt) : Infinity }));
+    }
+    return entry.record.revokedAt || entry.expiresAtMs <= now ? undefined : entry.record;
+  }
 }

@@ -275,9 +275,9 @@ function filterTools(tools: Tool[], config: McpServerConfig): Tool[] {
 
 
 // The config schema allows only relative paths without `..` (src/config.ts), so this stays inside.
+// The workspace is made here, when a server first runs in it: tasks without tools never make one.
 function resolveCwd(workspaceDir: string, cwd: string | undefined): string {
-  if (!cwd) return workspaceDir;
-  const path = join(workspaceDir, cwd);
+  const path = cwd ? join(workspaceDir, cwd) : workspaceDir;
   mkdirSync(path, { recursive: true });
   return path;
 }

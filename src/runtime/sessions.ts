@@ -11,7 +11,7 @@ import type { ToolSession } from './toolRouter.js';
 export class TaskSession {
   readonly sessionId = randomUUID();
   private secrets: Record<string, string> = {};
-  private unregister: () => void = () => {};
+  private unregister: (() => void) | null = null;
   /** The scrubber of the current secrets. */
   scrubber = new Scrubber({});
   /** The model's conversation; null until loaded from the store. */
@@ -29,7 +29,7 @@ export class TaskSession {
     const changed = Object.entries(secrets).some(([key, value]) => this.secrets[key] !== value);
     if (!changed) return false;
     this.secrets = { ...this.secrets, ...secrets };
-    this.unregister();
+    this.unregister?.();
     this.unregister = this.registry.register(this.secrets);
     this.scrubber = new Scrubber(this.secrets);
     return true;
@@ -53,7 +53,7 @@ export class TaskSession {
     try {
       await tools?.close();
     } finally {
-      this.unregister();
+      this.unregister?.();
       this.secrets = {};
       this.scrubber = new Scrubber({});
     }

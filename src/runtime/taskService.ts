@@ -13,6 +13,7 @@ import { readEvents } from './events.js';
 import { SAMPLING_TOOL_NAME } from './sampling.js';
 import type { EventLog } from './events.js';
 import type { Principal } from './principal.js';
+import type { Scrubber } from './scrubber.js';
 import type { SessionRegistry } from './sessions.js';
 import { RunAbort } from './runAbort.js';
 import type { TaskRunner } from './taskRunner.js';
@@ -106,8 +107,8 @@ export class TaskService {
       secretKeys: Object.keys(input.secrets ?? {}),
     };
     try {
-      // Issued together so that the store commits both in one group transaction.
-      await Promise.all([store.createTask(task), this.storeUserMessage(task.id, session.scrubber, input.message, attachedFiles, now)]);
+      // One atomic write: a task is never stored without its message, and the 201 waits for the commit.
+      await store.createTask(task, userMessage(scrub, input.message, attachedFiles, now));
     } catch (err) {
       await this.options.sessions.close(id);
       if (adopted) await this.options.workspaces.remove(id);
@@ -140,7 +141,7 @@ export class TaskService {
         throw new ServiceError('CONFLICT', 'The task is busy; send a follow-up when it has finished');
       }
       const now = new Date().toISOString();
-      const message = await this.storeUserMessage(taskId, session.scrubber, input.message, adopted?.attachedFiles, now);
+      const message = await store.appendMessage({ ...userMessage(session.scrubber, input.message, adopted?.attachedFiles, now), taskId });
       await store.updateTask(taskId, { runStartSeq: message.afterSeq });
       if (session.conversation) pushUser(session.conversation, [{ type: 'text', text: userText(input.message, adopted?.attachedFiles) }]);
       this.schedule(taskId);
@@ -361,17 +362,18 @@ export class TaskService {
     });
   }
 
-  private async storeUserMessage(taskId: string, scrubber: { value<T>(v: T): T; text(s: string): string }, content: string, attachedFiles: AttachedFile[] | undefined, createdAt: string): Promise<MessageRecord> {
-    return this.options.store.appendMessage({
-      id: randomUUID(), taskId, role: 'user', content: scrubber.text(content), createdAt,
-      // Names came from the client: scrubbed like the text, in case one holds a secret's value.
-      ...(attachedFiles?.length ? { attachedFiles: scrubber.value(attachedFiles) } : {}),
-    });
-  }
-
   private assertAccepting(): void {
     if (!this.accepting) throw new ServiceError('CONFLICT', 'Airlock is shutting down and takes no new work');
   }
+}
+
+/** A user's message as stored: scrubbed (the model sees it unscrubbed). */
+function userMessage(scrubber: Scrubber, content: string, attachedFiles: AttachedFile[] | undefined, createdAt: string): Omit<MessageRecord, 'taskId' | 'afterSeq'> {
+  return {
+    id: randomUUID(), role: 'user', content: scrubber.text(content), createdAt,
+    // Names came from the client: scrubbed like the text, in case one holds a secret's value.
+    ...(attachedFiles?.length ? { attachedFiles: scrubber.value(attachedFiles) } : {}),
+  };
 }
 
 /** The task fields the API shows. */

@@ -5,7 +5,7 @@ import type {
   ApiKeyRecord, ApprovalDecision, ApprovalRecord, EventRecord, MessageRecord, Store, TaskListQuery, TaskPatch, TaskRecord, TaskSnapshot, TaskStatus,
 } from './store.js';
 
-const SCHEMA_VERSION = 3;
+const SCHEMA_VERSION = 5;
 
 const MIGRATIONS = [
   `CREATE TABLE projects (id TEXT PRIMARY KEY, created_at TEXT NOT NULL);
@@ -39,6 +39,20 @@ const MIGRATIONS = [
   // Approvals outlive the process: a resumed run needs the tool's schema and the task's secret names.
   `ALTER TABLE tasks ADD COLUMN secret_keys TEXT NOT NULL DEFAULT '[]';
    ALTER TABLE approvals ADD COLUMN input_schema TEXT;`,
+  // A task's last sequence number is MAX(seq) of its events (the primary key finds it), so an event
+  // is one INSERT and no longer rewrites its task's row.
+  `ALTER TABLE tasks DROP COLUMN last_seq;`,
+  // Messages keyed by (task_id, position), which every read uses: one b-tree instead of a table,
+  // a unique index on the random id and one on (task_id, position). Ids stay random UUIDs.
+  `CREATE TABLE messages_new (
+     task_id TEXT NOT NULL REFERENCES tasks(id), position INTEGER NOT NULL, id TEXT NOT NULL,
+     role TEXT NOT NULL, content TEXT NOT NULL, created_at TEXT NOT NULL,
+     attached_files TEXT, thoughts TEXT, tool_calls TEXT, after_seq INTEGER NOT NULL,
+     PRIMARY KEY (task_id, position)) WITHOUT ROWID;
+   INSERT INTO messages_new (task_id, position, id, role, content, created_at, attached_files, thoughts, tool_calls, after_seq)
+     SELECT task_id, position, id, role, content, created_at, attached_files, thoughts, tool_calls, after_seq FROM messages;
+   DROP TABLE messages;
+   ALTER TABLE messages_new RENAME TO messages;`,
 ];
 
 interface ApprovalRow {
@@ -52,12 +66,17 @@ interface TaskRow {
   session_id: string; conversation_id: string; status: TaskStatus; message: string; system_prompt: string | null;
   show_in_history: number; auto_execute: number; env: string | null; error: string | null; usage: string;
   created_at: string; started_at: string | null; completed_at: string | null; last_activity_at: string;
-  message_count: number; last_seq: number; run_start_seq: number; secret_keys: string;
+  message_count: number; run_start_seq: number; secret_keys: string;
 }
 
 interface MessageRow {
   id: string; task_id: string; role: 'user' | 'assistant'; content: string; created_at: string;
   attached_files: string | null; thoughts: string | null; tool_calls: string | null; after_seq: number;
+}
+
+interface MessageParams {
+  id: string; taskId: string; role: 'user' | 'assistant'; content: string; createdAt: string;
+  attachedFiles: string | null; thoughts: string | null; toolCalls: string | null;
 }
 
 interface KeyRow {
@@ -81,7 +100,13 @@ export class SqliteStore implements Store {
   private readonly db: Database.Database;
   private readonly statements: ReturnType<SqliteStore['prepare']>;
   private readonly dynamic = new Map<string, Database.Statement>();
-  private batch: { resolve: () => void; reject: (err: unknown) => void }[] | null = null;
+  /**
+   * Runs a function as one unit: a savepoint inside the open group transaction, else a transaction
+   * of its own (a consistent read). Built once: building one costs more than running it.
+   */
+  private readonly atomically: <T>(fn: () => T) => T;
+  /** Settles when the open group transaction commits; null when none is open. */
+  private group: { committed: Promise<void>; resolve: () => void; reject: (err: unknown) => void } | null = null;
 
   /** Opens (creating if needed) the database at `path`; ':memory:' for a throwaway one. */
   constructor(path: string) {
@@ -94,6 +119,7 @@ export class SqliteStore implements Store {
     this.db.pragma('busy_timeout = 5000');
     this.migrate();
     this.statements = this.prepare();
+    this.atomically = this.db.transaction((fn: () => unknown) => fn()) as <T>(fn: () => T) => T;
   }
 
   private migrate(): void {
@@ -107,7 +133,11 @@ export class SqliteStore implements Store {
 
   private prepare() {
     const db = this.db;
+    const lastSeq = '(SELECT COALESCE(MAX(seq), 0) FROM events WHERE task_id = @taskId)';
     return {
+      begin: db.prepare('BEGIN IMMEDIATE'),
+      commit: db.prepare('COMMIT'),
+      rollback: db.prepare('ROLLBACK'),
       ensureProject: db.prepare('INSERT OR IGNORE INTO projects (id, created_at) VALUES (?, ?)'),
       insertKey: db.prepare(`INSERT INTO api_keys (id, project_id, name, key_hash, key_prefix, created_at, expires_at, revoked_at)
         VALUES (@id, @projectId, @name, @keyHash, @keyPrefix, @createdAt, @expiresAt, @revokedAt)`),
@@ -117,24 +147,28 @@ export class SqliteStore implements Store {
       countKeys: db.prepare<[], { n: number }>('SELECT COUNT(*) AS n FROM api_keys'),
       insertTask: db.prepare(`INSERT INTO tasks (id, project_id, api_key_id, end_user_id, session_id, conversation_id, status,
         message, system_prompt, show_in_history, auto_execute, env, error, usage, created_at, started_at, completed_at,
-        last_activity_at, message_count, last_seq, run_start_seq, secret_keys)
+        last_activity_at, message_count, run_start_seq, secret_keys)
         VALUES (@id, @projectId, @apiKeyId, @endUserId, @sessionId, @conversationId, @status, @message, @systemPrompt,
         @showInHistory, @autoExecute, @env, @error, @usage, @createdAt, @startedAt, @completedAt, @lastActivityAt,
-        @messageCount, 0, @runStartSeq, @secretKeys)`),
+        @messageCount, @runStartSeq, @secretKeys)`),
       task: db.prepare<[string], TaskRow>('SELECT * FROM tasks WHERE id = ?'),
       tasksByStatus: db.prepare<[string], TaskRow>('SELECT * FROM tasks WHERE status IN (SELECT value FROM json_each(?))'),
-      insertMessage: db.prepare(`INSERT INTO messages (id, task_id, position, role, content, created_at, attached_files, thoughts, tool_calls, after_seq)
+      insertMessage: db.prepare<MessageParams, { after_seq: number }>(`INSERT INTO messages (id, task_id, position, role, content, created_at, attached_files, thoughts, tool_calls, after_seq)
         VALUES (@id, @taskId, (SELECT message_count FROM tasks WHERE id = @taskId), @role, @content, @createdAt, @attachedFiles, @thoughts, @toolCalls,
-        (SELECT last_seq FROM tasks WHERE id = @taskId))`),
+        ${lastSeq}) RETURNING after_seq`),
+      // A task's first message: position 0, before any event.
+      insertFirstMessage: db.prepare<MessageParams>(`INSERT INTO messages (id, task_id, position, role, content, created_at, attached_files, thoughts, tool_calls, after_seq)
+        VALUES (@id, @taskId, 0, @role, @content, @createdAt, @attachedFiles, @thoughts, @toolCalls, 0)`),
       countMessage: db.prepare('UPDATE tasks SET message_count = message_count + 1, last_activity_at = ? WHERE id = ?'),
       messages: db.prepare<[string], MessageRow>('SELECT * FROM messages WHERE task_id = ? ORDER BY position'),
+      // One statement: the next sequence number, and nothing when the task does not exist.
       // last_activity_at is not touched per event: it is indexed, and messages and status changes
       // mark activity well enough for listing, at a fraction of the writes.
-      bumpSeq: db.prepare<[string], { last_seq: number }>('UPDATE tasks SET last_seq = last_seq + 1 WHERE id = ? RETURNING last_seq'),
-      insertEvent: db.prepare('INSERT INTO events (task_id, seq, type, data, created_at) VALUES (?, ?, ?, ?, ?)'),
+      insertEvent: db.prepare<{ taskId: string; type: string; data: string; createdAt: string }, { seq: number }>(`INSERT INTO events (task_id, seq, type, data, created_at)
+        SELECT @taskId, ${lastSeq} + 1, @type, @data, @createdAt WHERE EXISTS (SELECT 1 FROM tasks WHERE id = @taskId) RETURNING seq`),
       events: db.prepare<[string, number, number, number], { seq: number; type: string; data: string; created_at: string }>(
         'SELECT seq, type, data, created_at FROM events WHERE task_id = ? AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?'),
-      lastSeq: db.prepare<[string], { last_seq: number }>('SELECT last_seq FROM tasks WHERE id = ?'),
+      lastSeq: db.prepare<{ taskId: string }, { last_seq: number }>(`SELECT ${lastSeq} AS last_seq`),
       insertApproval: db.prepare(`INSERT INTO approvals (id, task_id, call_id, tool_name, server, tool, args, digest, status, outcome, reason, decided_by, args_edited, edited_args, policy, requested_at, decided_at, expires_at, input_schema)
         VALUES (@id, @taskId, @callId, @toolName, @server, @tool, @args, @digest, @status, @outcome, @reason, @decidedBy, @argsEdited, @editedArgs, @policy, @requestedAt, @decidedAt, @expiresAt, @inputSchema)`),
       decideApproval: db.prepare(`UPDATE approvals SET status = @status, outcome = @outcome, reason = @reason, decided_by = @decidedBy, args_edited = @argsEdited, edited_args = @editedArgs, decided_at = @decidedAt
@@ -151,38 +185,41 @@ export class SqliteStore implements Store {
    */
   private write<T>(fn: () => T, atomic = false): Promise<T> {
     if (!this.db.open) return Promise.reject(new Error('the store is closed'));
-    if (!this.batch) {
-      this.db.exec('BEGIN IMMEDIATE');
-      this.batch = [];
+    let group = this.group;
+    if (!group) {
+      this.statements.begin.run();
+      let resolve!: () => void;
+      let reject!: (err: unknown) => void;
+      const committed = new Promise<void>((res, rej) => { resolve = res; reject = rej; });
+      this.group = group = { committed, resolve, reject };
       setImmediate(() => this.commit());
     }
     let value: T;
     try {
-      // Inside the open transaction db.transaction() is a savepoint.
-      value = atomic ? this.db.transaction(fn)() : fn();
+      value = atomic ? this.atomically(fn) : fn();
     } catch (err) {
       return Promise.reject(err);
     }
-    const batch = this.batch;
-    return new Promise<T>((resolve, reject) => batch.push({ resolve: () => resolve(value), reject }));
+    // Every write of the group waits on the one commit promise; only a write with a value needs its own.
+    return value === undefined ? (group.committed as Promise<T>) : group.committed.then(() => value);
   }
 
   private commit(): void {
-    const batch = this.batch;
-    if (!batch) return;
-    this.batch = null;
+    const group = this.group;
+    if (!group) return;
+    this.group = null;
     try {
-      this.db.exec('COMMIT');
+      this.statements.commit.run();
     } catch (err) {
       try {
-        this.db.exec('ROLLBACK');
+        this.statements.rollback.run();
       } catch {
         // The failed COMMIT may already have ended the transaction.
       }
-      for (const entry of batch) entry.reject(err);
+      group.reject(err);
       return;
     }
-    for (const entry of batch) entry.resolve();
+    group.resolve();
   }
 
   private statement(sql: string): Database.Statement {
@@ -216,8 +253,8 @@ export class SqliteStore implements Store {
     return this.statements.countKeys.get()!.n;
   }
 
-  async createTask(task: TaskRecord): Promise<void> {
-    await this.write(() => this.statements.insertTask.run({
+  async createTask(task: TaskRecord, firstMessage?: Omit<MessageRecord, 'taskId' | 'afterSeq'>): Promise<void> {
+    const row = {
       ...task,
       showInHistory: task.showInHistory ? 1 : 0,
       autoExecute: task.autoExecute ? 1 : 0,
@@ -225,7 +262,14 @@ export class SqliteStore implements Store {
       error: task.error && JSON.stringify(task.error),
       usage: JSON.stringify(task.usage),
       secretKeys: JSON.stringify(task.secretKeys),
-    }));
+      messageCount: firstMessage ? 1 : task.messageCount,
+    };
+    if (!firstMessage) return this.write(() => void this.statements.insertTask.run(row));
+    const message = messageParams({ ...firstMessage, taskId: task.id });
+    return this.write(() => {
+      this.statements.insertTask.run(row);
+      this.statements.insertFirstMessage.run(message);
+    }, true);
   }
 
   async getTask(id: string): Promise<TaskRecord | undefined> {
@@ -240,11 +284,10 @@ export class SqliteStore implements Store {
     if (query.status) where.push('status = @status');
     const params = { projectId: query.projectId, endUserId: query.endUserId, status: query.status, limit: query.limit, offset: query.offset };
     const clause = where.join(' AND ');
-    const read = this.db.transaction(() => ({
+    const { total, rows } = this.atomically(() => ({
       total: (this.statement(`SELECT COUNT(*) AS n FROM tasks WHERE ${clause}`).get(params) as { n: number }).n,
       rows: this.statement(`SELECT * FROM tasks WHERE ${clause} ORDER BY last_activity_at DESC, id LIMIT @limit OFFSET @offset`).all(params) as TaskRow[],
     }));
-    const { total, rows } = read();
     return { total, tasks: rows.map(taskFromRow) };
   }
 
@@ -266,15 +309,11 @@ export class SqliteStore implements Store {
   }
 
   async appendMessage(message: Omit<MessageRecord, 'afterSeq'>): Promise<MessageRecord> {
+    const params = messageParams(message);
     return this.write(() => {
-      this.statements.insertMessage.run({
-        id: message.id, taskId: message.taskId, role: message.role, content: message.content, createdAt: message.createdAt,
-        attachedFiles: message.attachedFiles ? JSON.stringify(message.attachedFiles) : null,
-        thoughts: message.thoughts?.length ? JSON.stringify(message.thoughts) : null,
-        toolCalls: message.toolCalls?.length ? JSON.stringify(message.toolCalls) : null,
-      });
+      const { after_seq: afterSeq } = this.statements.insertMessage.get(params)!;
       this.statements.countMessage.run(message.createdAt, message.taskId);
-      return { ...message, afterSeq: this.statements.lastSeq.get(message.taskId)!.last_seq };
+      return { ...message, afterSeq };
     }, true);
   }
 
@@ -284,13 +323,12 @@ export class SqliteStore implements Store {
 
   async appendEvent(taskId: string, type: string, data: Record<string, unknown>): Promise<EventRecord> {
     const createdAt = new Date().toISOString();
-    const json = JSON.stringify(data);
+    const params = { taskId, type, data: JSON.stringify(data), createdAt };
     const seq = await this.write(() => {
-      const row = this.statements.bumpSeq.get(taskId);
+      const row = this.statements.insertEvent.get(params);
       if (!row) throw new Error(`no task ${taskId}`);
-      this.statements.insertEvent.run(taskId, row.last_seq, type, json, createdAt);
-      return row.last_seq;
-    }, true);
+      return row.seq;
+    });
     return { taskId, seq, type, data, createdAt };
   }
 
@@ -301,11 +339,11 @@ export class SqliteStore implements Store {
   }
 
   async snapshot(taskId: string): Promise<TaskSnapshot | undefined> {
-    return this.db.transaction(() => {
+    return this.atomically(() => {
       const row = this.statements.task.get(taskId);
       if (!row) return undefined;
-      return { task: taskFromRow(row), messages: this.statements.messages.all(taskId).map(messageFromRow), lastSeq: row.last_seq };
-    })();
+      return { task: taskFromRow(row), messages: this.statements.messages.all(taskId).map(messageFromRow), lastSeq: this.statements.lastSeq.get({ taskId })!.last_seq };
+    });
   }
 
   async createApproval(approval: ApprovalRecord): Promise<void> {
@@ -342,6 +380,15 @@ function patchSql(patch: TaskPatch): { sql: string; params: Record<string, unkno
     params[key] = JSON_COLUMNS.has(column) ? (value === null ? null : JSON.stringify(value)) : value;
   }
   return { sql: sets.join(', '), params };
+}
+
+function messageParams(message: Omit<MessageRecord, 'afterSeq'>): MessageParams {
+  return {
+    id: message.id, taskId: message.taskId, role: message.role, content: message.content, createdAt: message.createdAt,
+    attachedFiles: message.attachedFiles ? JSON.stringify(message.attachedFiles) : null,
+    thoughts: message.thoughts?.length ? JSON.stringify(message.thoughts) : null,
+    toolCalls: message.toolCalls?.length ? JSON.stringify(message.toolCalls) : null,
+  };
 }
 
 function taskFromRow(row: TaskRow): TaskRecord {

@@ -180,7 +180,11 @@ export interface Store {
   revokeApiKey(id: string, at: string): Promise<boolean>;
   countApiKeys(): Promise<number>;
 
-  createTask(task: TaskRecord): Promise<void>;
+  /**
+   * Stores a new task; with `firstMessage`, also its first message (position 0, counted in
+   * messageCount) in the same atomic write, so that the task is never seen without it.
+   */
+  createTask(task: TaskRecord, firstMessage?: Omit<MessageRecord, 'taskId' | 'afterSeq'>): Promise<void>;
   getTask(id: string): Promise<TaskRecord | undefined>;
   /** Newest activity first, with the total count matching the query. */
   listTasks(query: TaskListQuery): Promise<{ tasks: TaskRecord[]; total: number }>;

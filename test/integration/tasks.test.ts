@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import { hashApiKey } from '../../src/runtime/apiKeys.js';
 import { startTestAirlock, waitFor, waitForStatus } from '../support/harness.js';
 import type { TestAirlock } from '../support/harness.js';
 import { FakeToolRouter, RecordingModel, text } from '../support/fakes.js';
@@ -301,5 +302,15 @@ describe('Task routes', () => {
     expect(res.status).to.equal(404);
     expect(res.body).to.deep.equal({ success: false, error: { code: 'NOT_FOUND', message: 'No route for GET /api/v1/nothing-here' } });
     expect(res.headers.get('x-request-id')).to.match(/^[0-9a-f-]{36}$/);
+  });
+
+  it('logs one line per request with its id, key and project, and the path without the query', async () => {
+    const res = await airlock.api('/tasks?limit=3', { headers: { 'x-request-id': 'trace-42' } });
+    expect(res.headers.get('x-request-id')).to.equal('trace-42');
+    const line = await waitFor(() => airlock.logs.map((text) => JSON.parse(text)).find((entry) => entry.msg === 'request' && entry.requestId === 'trace-42'), 'the request line');
+    const keyId = (await airlock.store.findApiKeyByHash(hashApiKey(airlock.key)))!.id;
+    expect(line).to.include({ level: 30, requestId: 'trace-42', apiKeyId: keyId, projectId: 'default', method: 'GET', path: '/api/v1/tasks', status: 200 });
+    expect(line.ms).to.be.a('number');
+    expect(JSON.stringify(line)).not.to.include(airlock.key);
   });
 });

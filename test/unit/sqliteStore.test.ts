@@ -1,0 +1,171 @@
+import { randomUUID } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { expect } from 'chai';
+import { SqliteStore } from '../../src/store/sqliteStore.js';
+import type { TaskRecord } from '../../src/store/store.js';
+import { rejection } from '../support/harness.js';
+
+function newTask(id = randomUUID()): TaskRecord {
+  const now = new Date().toISOString();
+  return {
+    id, projectId: 'default', apiKeyId: 'key-1', endUserId: null, sessionId: randomUUID(), conversationId: randomUUID(),
+    status: 'pending', message: 'hello', systemPrompt: null, showInHistory: true, autoExecute: true, env: null, error: null,
+    usage: { inputTokens: 0, outputTokens: 0, turns: 0 }, createdAt: now, startedAt: null, completedAt: null,
+    lastActivityAt: now, messageCount: 0, runStartSeq: 0, secretKeys: [],
+  };
+}
+
+// The tables of schema 2 (before the store numbered events from MAX(seq) and keyed messages by task and position).
+const SCHEMA_V2 = `
+  CREATE TABLE projects (id TEXT PRIMARY KEY, created_at TEXT NOT NULL);
+  CREATE TABLE api_keys (
+    id TEXT PRIMARY KEY, project_id TEXT NOT NULL REFERENCES projects(id), name TEXT,
+    key_hash TEXT NOT NULL UNIQUE, key_prefix TEXT NOT NULL,
+    created_at TEXT NOT NULL, expires_at TEXT, revoked_at TEXT);
+  CREATE TABLE tasks (
+    id TEXT PRIMARY KEY, project_id TEXT NOT NULL, api_key_id TEXT, end_user_id TEXT,
+    session_id TEXT NOT NULL, conversation_id TEXT NOT NULL, status TEXT NOT NULL,
+    message TEXT NOT NULL, system_prompt TEXT, show_in_history INTEGER NOT NULL, auto_execute INTEGER NOT NULL,
+    env TEXT, error TEXT, usage TEXT NOT NULL,
+    created_at TEXT NOT NULL, started_at TEXT, completed_at TEXT, last_activity_at TEXT NOT NULL,
+    message_count INTEGER NOT NULL DEFAULT 0, last_seq INTEGER NOT NULL DEFAULT 0, run_start_seq INTEGER NOT NULL DEFAULT 0);
+  CREATE INDEX tasks_by_activity ON tasks(project_id, last_activity_at DESC);
+  CREATE INDEX tasks_by_status ON tasks(status);
+  CREATE TABLE messages (
+    id TEXT PRIMARY KEY, task_id TEXT NOT NULL REFERENCES tasks(id), position INTEGER NOT NULL,
+    role TEXT NOT NULL, content TEXT NOT NULL, created_at TEXT NOT NULL,
+    attached_files TEXT, thoughts TEXT, tool_calls TEXT, after_seq INTEGER NOT NULL);
+  CREATE UNIQUE INDEX messages_by_task ON messages(task_id, position);
+  CREATE TABLE events (
+    task_id TEXT NOT NULL, seq INTEGER NOT NULL, type TEXT NOT NULL, data TEXT NOT NULL, created_at TEXT NOT NULL,
+    PRIMARY KEY (task_id, seq)) WITHOUT ROWID;
+  CREATE TABLE approvals (
+    id TEXT PRIMARY KEY, task_id TEXT NOT NULL REFERENCES tasks(id), call_id TEXT NOT NULL,
+    tool_name TEXT NOT NULL, server TEXT NOT NULL, tool TEXT NOT NULL, args TEXT NOT NULL, digest TEXT NOT NULL,
+    status TEXT NOT NULL, outcome TEXT, reason TEXT, decided_by TEXT, args_edited INTEGER NOT NULL DEFAULT 0, edited_args TEXT, policy TEXT,
+    requested_at TEXT NOT NULL, decided_at TEXT, expires_at TEXT);
+  CREATE UNIQUE INDEX approvals_by_call ON approvals(task_id, call_id);`;
+
+const firstMessage = (content = 'hello') => ({ id: randomUUID(), role: 'user' as const, content, createdAt: new Date().toISOString() });
+
+describe('SqliteStore', () => {
+  let dir: string;
+  let path: string;
+  let store: SqliteStore;
+
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'airlock-store-'));
+    path = join(dir, 'airlock.db');
+    store = new SqliteStore(path);
+    await store.ensureProject('default');
+  });
+
+  afterEach(async () => {
+    await store.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  /** A second connection, as another process would see the file: only committed rows. */
+  function otherConnection<T>(read: (db: Database.Database) => T): T {
+    const db = new Database(path, { readonly: true });
+    try {
+      return read(db);
+    } finally {
+      db.close();
+    }
+  }
+
+  describe('#createTask()', () => {
+    it('stores the task and its first message as position 0, counted, before any event', async () => {
+      const task = newTask();
+      const message = firstMessage('/reply ok');
+      await store.createTask(task, message);
+      expect((await store.getTask(task.id))!.messageCount).to.equal(1);
+      expect(await store.listMessages(task.id)).to.deep.equal([{ ...message, taskId: task.id, afterSeq: 0 }]);
+    });
+
+    it('has committed both rows when it resolves', async () => {
+      const task = newTask();
+      await store.createTask(task, firstMessage());
+      const rows = otherConnection((db) => ({
+        tasks: db.prepare('SELECT COUNT(*) AS n FROM tasks WHERE id = ?').get(task.id),
+        messages: db.prepare('SELECT COUNT(*) AS n FROM messages WHERE task_id = ?').get(task.id),
+      }));
+      expect(rows).to.deep.equal({ tasks: { n: 1 }, messages: { n: 1 } });
+    });
+
+    it('stores neither row when the message cannot be stored, and other writes of the same commit survive', async () => {
+      const orphan = newTask();
+      const other = newTask();
+      // A message without content fails the second statement, after the task row went in.
+      const broken = { ...firstMessage(), content: null as unknown as string };
+      const [refused, fine] = await Promise.allSettled([store.createTask(orphan, broken), store.createTask(other, firstMessage())]);
+      expect(refused.status).to.equal('rejected');
+      expect(fine.status).to.equal('fulfilled');
+      expect(await store.getTask(orphan.id)).to.equal(undefined);
+      expect((await store.getTask(other.id))!.messageCount).to.equal(1);
+    });
+  });
+
+  describe('#appendEvent()', () => {
+    it('numbers each task\'s events 1, 2, 3… in call order, also when appends are not awaited one by one', async () => {
+      const a = newTask();
+      const b = newTask();
+      await store.createTask(a, firstMessage());
+      await store.createTask(b, firstMessage());
+      const appended = await Promise.all([
+        store.appendEvent(a.id, 'content', { text: 'a1' }), store.appendEvent(b.id, 'content', { text: 'b1' }),
+        store.appendEvent(a.id, 'content', { text: 'a2' }), store.appendEvent(a.id, 'content', { text: 'a3' }),
+      ]);
+      expect(appended.map((event) => [event.data.text, event.seq])).to.deep.equal([['a1', 1], ['b1', 1], ['a2', 2], ['a3', 3]]);
+      expect((await store.listEvents(a.id, 0, 10)).map((event) => event.seq)).to.deep.equal([1, 2, 3]);
+    });
+
+    it('refuses an event of a task that does not exist', async () => {
+      const err = (await rejection(store.appendEvent(randomUUID(), 'status', { status: 'running' }))) as Error;
+      expect(err.message).to.match(/no task/);
+    });
+
+    it('stamps messages and snapshots with the last sequence so far', async () => {
+      const task = newTask();
+      await store.createTask(task, firstMessage());
+      await store.appendEvent(task.id, 'status', { status: 'running' });
+      await store.appendEvent(task.id, 'content', { text: 'hi', isPartial: false });
+      const reply = await store.appendMessage({ id: randomUUID(), taskId: task.id, role: 'assistant', content: 'hi', createdAt: new Date().toISOString() });
+      expect(reply.afterSeq).to.equal(2);
+      await store.appendEvent(task.id, 'done', { finalResponse: 'hi' });
+      const snapshot = (await store.snapshot(task.id))!;
+      expect(snapshot.lastSeq).to.equal(3);
+      expect(snapshot.messages.map((m) => [m.role, m.afterSeq])).to.deep.equal([['user', 0], ['assistant', 2]]);
+    });
+  });
+
+  it('migrates a database of schema 2 and keeps its messages and event numbering', async () => {
+    await store.close();
+    await rm(path);
+    const v2 = new Database(path);
+    v2.exec(SCHEMA_V2);
+    v2.pragma('user_version = 2');
+    const task = newTask();
+    v2.prepare("INSERT INTO projects (id, created_at) VALUES ('default', '2025-01-01T00:00:00.000Z')").run();
+    v2.prepare(`INSERT INTO tasks (id, project_id, session_id, conversation_id, status, message, show_in_history, auto_execute, usage, created_at, last_activity_at, message_count, last_seq)
+      VALUES (?, 'default', ?, ?, 'completed', 'hello', 1, 1, '{"inputTokens":0,"outputTokens":0,"turns":0}', ?, ?, 1, 2)`).run(task.id, task.sessionId, task.conversationId, task.createdAt, task.createdAt);
+    const messageId = randomUUID();
+    v2.prepare("INSERT INTO messages (id, task_id, position, role, content, created_at, after_seq) VALUES (?, ?, 0, 'user', 'hello', ?, 0)").run(messageId, task.id, task.createdAt);
+    for (const seq of [1, 2]) v2.prepare("INSERT INTO events (task_id, seq, type, data, created_at) VALUES (?, ?, 'status', '{}', ?)").run(task.id, seq, task.createdAt);
+    v2.close();
+
+    store = new SqliteStore(path);
+    expect((await store.listMessages(task.id)).map((m) => [m.id, m.content, m.afterSeq])).to.deep.equal([[messageId, 'hello', 0]]);
+    expect((await store.appendEvent(task.id, 'status', { status: 'running' })).seq).to.equal(3);
+    const reply = await store.appendMessage({ id: randomUUID(), taskId: task.id, role: 'assistant', content: 'hi', createdAt: new Date().toISOString() });
+    expect(reply.afterSeq).to.equal(3);
+    const snapshot = (await store.snapshot(task.id))!;
+    expect(snapshot.lastSeq).to.equal(3);
+    expect(snapshot.task.messageCount).to.equal(2);
+    expect(snapshot.messages.map((m) => m.content)).to.deep.equal(['hello', 'hi']);
+  });
+});
