@@ -63,7 +63,7 @@ export async function startAirlock(config: Config, overrides: AirlockOverrides =
   const secrets = new SecretRegistry();
   secrets.register(configSecrets(config));
   const logger = createLogger({ level: config.logLevel, secrets, destination: overrides.logDestination });
-  const store = new SqliteStore(join(config.dataDir, 'airlock.db'));
+  const store = new SqliteStore(join(config.dataDir, 'airlock.db'), { backgroundCheckpoints: true });
   let createdApiKey: string | undefined;
   try {
     for (const project of Object.keys(config.projects)) await store.ensureProject(project);
