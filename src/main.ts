@@ -72,7 +72,7 @@ export async function startAirlock(config: Config, overrides: AirlockOverrides =
   const logger = createLogger({ level: config.logLevel, secrets, destination: overrides.logDestination });
   const networks = new Set(Object.values(config.projects).map((project) => project.sandbox?.network ?? 'allow'));
   const { sandbox, taskWarning } = await startSandbox(config.sandbox, { dataDir: config.dataDir, configPath: config.configPath, logger, networks });
-  const store = new SqliteStore(join(config.dataDir, 'airlock.db'));
+  const store = new SqliteStore(join(config.dataDir, 'airlock.db'), { backgroundCheckpoints: true });
   let createdApiKey: string | undefined;
   try {
     for (const project of Object.keys(config.projects)) await store.ensureProject(project);

@@ -1,6 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
+import { BACKSTOP_CHECKPOINT_PAGES, WalCheckpointer } from './walCheckpointer.js';
 import type {
   ApiKeyRecord, ApprovalDecision, ApprovalRecord, EventRecord, MessageRecord, Store, TaskListQuery, TaskPatch, TaskRecord, TaskSnapshot, TaskStatus,
 } from './store.js';
@@ -105,11 +106,16 @@ export class SqliteStore implements Store {
    * of its own (a consistent read). Built once: building one costs more than running it.
    */
   private readonly atomically: <T>(fn: () => T) => T;
+  private readonly checkpointer: WalCheckpointer | null = null;
   /** Settles when the open group transaction commits; null when none is open. */
   private group: { committed: Promise<void>; resolve: () => void; reject: (err: unknown) => void } | null = null;
 
-  /** Opens (creating if needed) the database at `path`; ':memory:' for a throwaway one. */
-  constructor(path: string) {
+  /**
+   * Opens (creating if needed) the database at `path`; ':memory:' for a throwaway one.
+   * `backgroundCheckpoints` moves WAL checkpoints to a worker thread (WalCheckpointer): for a
+   * long-running server, not for a command that opens the store for a moment.
+   */
+  constructor(path: string, options: { backgroundCheckpoints?: boolean } = {}) {
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
     this.db = new Database(path);
     this.db.pragma('journal_mode = WAL');
@@ -118,6 +124,11 @@ export class SqliteStore implements Store {
     this.db.pragma('foreign_keys = ON');
     this.db.pragma('busy_timeout = 5000');
     this.migrate();
+    if (options.backgroundCheckpoints && path !== ':memory:') {
+      this.db.pragma(`wal_autocheckpoint = ${BACKSTOP_CHECKPOINT_PAGES}`);
+      // Without the worker, the connection checkpoints by itself again, as SQLite does by default.
+      this.checkpointer = new WalCheckpointer(path, () => this.db.open && this.db.pragma('wal_autocheckpoint = 1000'));
+    }
     this.statements = this.prepare();
     this.atomically = this.db.transaction((fn: () => unknown) => fn()) as <T>(fn: () => T) => T;
   }
@@ -220,6 +231,7 @@ export class SqliteStore implements Store {
       return;
     }
     group.resolve();
+    this.checkpointer?.request();
   }
 
   private statement(sql: string): Database.Statement {
@@ -367,6 +379,8 @@ export class SqliteStore implements Store {
     if (!this.db.open) return;
     this.commit();
     this.db.close();
+    // Closed last, the worker's connection is the one that checkpoints the rest and removes the WAL.
+    await this.checkpointer?.close();
   }
 }
 

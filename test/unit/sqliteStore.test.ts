@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { existsSync, statSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -6,7 +7,7 @@ import Database from 'better-sqlite3';
 import { expect } from 'chai';
 import { SqliteStore } from '../../src/store/sqliteStore.js';
 import type { TaskRecord } from '../../src/store/store.js';
-import { rejection } from '../support/harness.js';
+import { rejection, waitFor } from '../support/harness.js';
 
 function newTask(id = randomUUID()): TaskRecord {
   const now = new Date().toISOString();
@@ -167,5 +168,24 @@ describe('SqliteStore', () => {
     expect(snapshot.lastSeq).to.equal(3);
     expect(snapshot.task.messageCount).to.equal(2);
     expect(snapshot.messages.map((m) => m.content)).to.deep.equal(['hello', 'hi']);
+  });
+
+  describe('background checkpoints', () => {
+    it('copies committed pages into the database file from a worker thread, and removes the WAL at close', async () => {
+      await store.close();
+      store = new SqliteStore(path, { backgroundCheckpoints: true });
+      const task = newTask();
+      await store.createTask(task, firstMessage());
+      const before = statSync(path).size;
+      // About 1,000 pages: far below the writer's own backstop of 10,000, so only the worker copies them.
+      for (let group = 0; group < 20; group++) {
+        await Promise.all(Array.from({ length: 50 }, (_, i) => store.appendEvent(task.id, 'content', { text: `${group}-${i} ${'x'.repeat(3_000)}` })));
+      }
+      await waitFor(() => statSync(path).size > before + 1_000_000, 'pages to reach the database file');
+      await store.close();
+      expect(existsSync(`${path}-wal`)).to.equal(false);
+      store = new SqliteStore(path);
+      expect((await store.listEvents(task.id, 0, 2_000)).length).to.equal(1_000);
+    });
   });
 });
