@@ -149,13 +149,19 @@ function queryString(ctx: Context, name: string): string | undefined {
   return value;
 }
 
+const JSON_TYPE = /^application\/([\w.+-]*\+)?json\b/i;
+
 function requestBody(ctx: Context): RequestBody {
+  // A look at the header is all a JSON body needs; ctx.is() costs more (and is null without a body).
+  if (JSON_TYPE.test(ctx.get('content-type'))) return jsonBody(ctx);
   if (ctx.is('multipart')) {
     const files = ctx.request.files ? Object.values(ctx.request.files).flat().length : 0;
     return { kind: 'multipart', fields: ctx.request.body ?? {}, fileCount: files };
   }
-  // ctx.is() answers null for a request without a body, so look at the header as well.
-  if (!ctx.is('json') && !/^application\/([\w.+-]*\+)?json\b/i.test(ctx.get('content-type'))) throw new ServiceError('VALIDATION_ERROR', 'Send the body as application/json or multipart/form-data');
+  throw new ServiceError('VALIDATION_ERROR', 'Send the body as application/json or multipart/form-data');
+}
+
+function jsonBody(ctx: Context): RequestBody {
   const fields: unknown = ctx.request.body;
   if (!fields || typeof fields !== 'object' || Array.isArray(fields)) throw new ServiceError('VALIDATION_ERROR', 'The body must be a JSON object');
   return { kind: 'json', fields, fileCount: 0 };

@@ -132,9 +132,13 @@ export class TaskRunner {
     await closeTools(session);
     await emit.settle();
     const now = new Date().toISOString();
-    await store.transitionTask(taskId, ['running', 'awaiting_approval'], { status: 'completed', completedAt: now, error: null });
-    await emit('status', { status: 'completed' });
-    await emit('done', { finalResponse });
+    // One group commit for the three: the store applies writes in call order, and each event is
+    // still sent only once it is stored.
+    await Promise.all([
+      store.transitionTask(taskId, ['running', 'awaiting_approval'], { status: 'completed', completedAt: now, error: null }),
+      emit('status', { status: 'completed' }),
+      emit('done', { finalResponse }),
+    ]);
     log.info({ event: 'task_completed' }, 'task completed');
   }
 
@@ -200,13 +204,13 @@ export class TaskRunner {
       if (!end) throw new ModelError(`${model.description} ended its stream without a turn`);
       const rest = streamed.flush();
       if (rest) void emit('content', { text: rest, isPartial: true });
-      await emit.settle();
       const text = end.content.filter((b) => b.type === 'text').map((b) => b.text).join('');
       if (text) {
-        await emit('content', { text, isPartial: false });
+        void emit('content', { text, isPartial: false });
         answers.push(text);
       }
-      await usage.add(end.usage, 1);
+      // The turn's last events and its usage share one commit (the store applies writes in call order).
+      await Promise.all([emit.settle(), usage.add(end.usage, 1)]);
       conversation.push({ role: 'assistant', content: end.content });
 
       const next: NextStep = nextStep(end.content);

@@ -168,7 +168,9 @@ export interface TaskSnapshot {
 
 /**
  * Where Airlock keeps tasks, messages, events and keys. Async so that a networked database can
- * implement it; every method is atomic on its own.
+ * implement it; every method is atomic on its own. Writes are applied in the order they are called,
+ * also when a caller does not wait for one before making the next (the runner relies on it), and a
+ * write's promise resolves only once it is durable.
  */
 export interface Store {
   /** Creates a project row if it is not there yet. */
