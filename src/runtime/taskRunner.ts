@@ -67,8 +67,12 @@ export class TaskRunner {
     let count = 0;
     const { store } = this.options;
     return {
+      // Both writes are issued before enter() first awaits, so the caller's tool_call event, emitted in
+      // the same tick, commits with them (the store applies writes in call order). A run that is not
+      // aborted owns its task's status, so the transition from running holds.
       enter: async () => {
-        if (count++ === 0 && (await store.transitionTask(taskId, ['running'], { status: 'awaiting_approval' }))) await emit('status', { status: 'awaiting_approval' });
+        if (count++ !== 0 || signal.aborted) return;
+        await Promise.all([store.transitionTask(taskId, ['running'], { status: 'awaiting_approval' }), emit('status', { status: 'awaiting_approval' })]);
       },
       leave: async () => {
         // A cancelled run goes from awaiting_approval straight to cancelled.

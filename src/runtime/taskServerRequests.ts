@@ -125,8 +125,8 @@ export class TaskServerRequests implements ServerRequestHandler {
       ...(policy ? { policy } : {}),
       ...(project.approvalTimeoutMs ? { timeoutMs: project.approvalTimeoutMs } : {}),
     });
-    await waiting.enter();
-    await emit('tool_call', { ...base, status: 'awaiting_approval', approvalId: record.id });
+    // Committed with the task's awaiting_approval, as a tool call's is (see ToolCalls.run).
+    await Promise.all([waiting.enter(), emit('tool_call', { ...base, status: 'awaiting_approval', approvalId: record.id })]);
     try {
       return { approvalId: record.id, answer: await answer };
     } catch (err) {

@@ -67,8 +67,9 @@ export class ToolCalls {
             ...(turn.project.approvalTimeoutMs ? { timeoutMs: turn.project.approvalTimeoutMs } : {}),
           });
           approvalId = record.id;
-          await turn.waiting.enter();
-          await emit('tool_call', { ...base, status: 'awaiting_approval', approvalId });
+          // Issued in one tick, so the task's awaiting_approval and this call's event commit together:
+          // a crash must never leave a waiting task whose call the next process cannot find to resume.
+          await Promise.all([turn.waiting.enter(), emit('tool_call', { ...base, status: 'awaiting_approval', approvalId })]);
           let decision: ApprovalAnswer;
           try {
             decision = await answer;
