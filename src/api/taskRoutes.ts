@@ -5,6 +5,7 @@ import { ServiceError } from '../errors.js';
 import type { Principal } from '../runtime/principal.js';
 import type { AppOptions } from './app.js';
 import { attachmentDisposition } from './contentDisposition.js';
+import { JSON_TYPE, jsonOrElse } from './jsonBody.js';
 import { requestLog } from './requestLog.js';
 import { parseApprove, parseCreateTask, parseFollowUp, parseInputAnswer, parseListQuery, parseResumeSeq } from './requests.js';
 import type { RequestBody } from './requests.js';
@@ -16,7 +17,7 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 /** The task routes of API.md sections 3–6. */
 export function taskRoutes(router: Router, options: AppOptions): void {
   const { tasks, streams, artifacts } = options;
-  const body = koaBody({
+  const parser = koaBody({
     multipart: true,
     jsonLimit: options.bodyLimitBytes,
     formLimit: options.bodyLimitBytes,
@@ -27,7 +28,8 @@ export function taskRoutes(router: Router, options: AppOptions): void {
       throw multipartError(err);
     },
   });
-  const withFiles = uploadBody(body, options.uploads, options.bodyLimitBytes);
+  const body = jsonOrElse(parser, options.bodyLimitBytes);
+  const withFiles = jsonOrElse(uploadBody(parser, options.uploads, options.bodyLimitBytes), options.bodyLimitBytes);
 
   router.post('/tasks', withFiles, async (ctx) => {
     const input = parseCreateTask(requestBody(ctx));
@@ -148,8 +150,6 @@ function queryString(ctx: Context, name: string): string | undefined {
   if (Array.isArray(value)) throw new ServiceError('VALIDATION_ERROR', `Query parameter "${name}" is given more than once`);
   return value;
 }
-
-const JSON_TYPE = /^application\/([\w.+-]*\+)?json\b/i;
 
 function requestBody(ctx: Context): RequestBody {
   // A look at the header is all a JSON body needs; ctx.is() costs more (and is null without a body).
