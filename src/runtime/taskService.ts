@@ -68,7 +68,8 @@ export interface TaskServiceOptions {
 
 /** The task API's operations, independent of HTTP. Every method checks the caller may see the task. */
 export class TaskService {
-  private readonly runs = new Map<string, { controller: AbortController; done: Promise<void>; finish: () => void }>();
+  /** Runs queued or executing in this process; `controller` is made when a run starts (a queued one is stopped by taking it out of the queue). */
+  private readonly runs = new Map<string, { controller: AbortController | null; done: Promise<void>; finish: () => void }>();
   private accepting = true;
 
   constructor(private readonly options: TaskServiceOptions) {}
@@ -167,7 +168,7 @@ export class TaskService {
       run.finish();
       this.options.sessions.idle(taskId);
     } else if (run) {
-      run.controller.abort(new RunAbort('cancel'));
+      run.controller?.abort(new RunAbort('cancel'));
       if (await within(run.done, this.options.cancelWaitMs ?? 5_000)) return;
     }
     // Not running (queued, or the run did not wind down in time): record the cancel here.
@@ -326,11 +327,11 @@ export class TaskService {
     // rather than hold the grace period. Their approvals stay pending, for the next start to resume.
     this.options.gate.stop();
     for (const [taskId, run] of this.runs) {
-      if ((await this.options.store.getTask(taskId))?.status === 'awaiting_approval') run.controller.abort(new RunAbort('suspend'));
+      if ((await this.options.store.getTask(taskId))?.status === 'awaiting_approval') run.controller?.abort(new RunAbort('suspend'));
     }
     const all = () => Promise.allSettled([...this.runs.values()].map((run) => run.done));
     if (!(await within(all(), graceMs))) {
-      for (const run of this.runs.values()) run.controller.abort(new RunAbort('shutdown'));
+      for (const run of this.runs.values()) run.controller?.abort(new RunAbort('shutdown'));
       await all();
     }
     await this.options.sessions.closeAll();
@@ -342,13 +343,13 @@ export class TaskService {
   }
 
   private schedule(taskId: string, mode: 'start' | 'resume' = 'start'): void {
-    const controller = new AbortController();
     let finish!: () => void;
     const done = new Promise<void>((resolve) => (finish = resolve));
-    this.runs.set(taskId, { controller, done, finish });
+    const run = { controller: null as AbortController | null, done, finish };
+    this.runs.set(taskId, run);
     this.options.queue.enqueue(taskId, async () => {
+      const controller = (run.controller = new AbortController());
       try {
-        if (controller.signal.aborted) return;
         const session = this.options.sessions.open(taskId);
         await this.options.runner.run(taskId, session, controller.signal, mode);
       } catch (err) {

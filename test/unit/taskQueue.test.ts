@@ -141,6 +141,39 @@ describe('InProcessTaskQueue', () => {
     });
   });
 
+  describe('a long backlog', () => {
+    it('keeps queue order across thousands of jobs with removals anywhere, and refuses a task queued twice', async () => {
+      const queue = new InProcessTaskQueue(1);
+      const started: number[] = [];
+      let release: (() => void) | undefined;
+      const job = (n: number) => () => {
+        started.push(n);
+        return new Promise<void>((resolve) => (release = resolve));
+      };
+      for (let n = 0; n < 5000; n++) queue.enqueue(`t${n}`, job(n));
+      expect(() => queue.enqueue('t4999', job(-1))).to.throw(/already queued/);
+      // Every third job leaves the queue (t0 runs already and cannot be removed).
+      for (let n = 0; n < 5000; n += 3) expect(queue.remove(`t${n}`)).to.equal(n !== 0);
+      expect(queue.remove('t3')).to.equal(false);
+      const expected = Array.from({ length: 5000 }, (_, n) => n).filter((n) => n === 0 || n % 3 !== 0);
+      expect(queue.queued).to.equal(expected.length - 1);
+      while (started.length < expected.length) {
+        const before = started.length;
+        release!();
+        await new Promise((resolve) => setImmediate(resolve));
+        expect(started.length).to.equal(before + 1);
+      }
+      expect(started).to.deep.equal(expected);
+      release!();
+      await queue.idle();
+      // A removed task can be queued again, and runs.
+      queue.enqueue('t3', job(3));
+      expect(started.at(-1)).to.equal(3);
+      release!();
+      await queue.idle();
+    });
+  });
+
   describe('#idle()', () => {
     it('resolves at once when the queue is empty', async () => {
       await new InProcessTaskQueue(1).idle();
