@@ -31,7 +31,7 @@ import { McpPool } from './mcp/mcpPool.js';
 import { McpToolRouter } from './runtime/mcpToolRouter.js';
 import type { BuiltinLauncher } from './runtime/mcpToolRouter.js';
 import { startSandbox } from './sandbox/sandboxMode.js';
-import { SqliteStore } from './store/sqliteStore.js';
+import { ThreadedStore } from './store/storeThread.js';
 import type { Store } from './store/store.js';
 import type { TaskRecord } from './store/store.js';
 
@@ -72,7 +72,11 @@ export async function startAirlock(config: Config, overrides: AirlockOverrides =
   const logger = createLogger({ level: config.logLevel, secrets, destination: overrides.logDestination });
   const networks = new Set(Object.values(config.projects).map((project) => project.sandbox?.network ?? 'allow'));
   const { sandbox, taskWarning } = await startSandbox(config.sandbox, { dataDir: config.dataDir, configPath: config.configPath, logger, networks });
-  const store = new SqliteStore(join(config.dataDir, 'airlock.db'), { backgroundCheckpoints: true });
+  // The store runs on a thread of its own, so the event loop that serves HTTP does not run SQLite.
+  const store = await ThreadedStore.open(join(config.dataDir, 'airlock.db'), {
+    backgroundCheckpoints: true,
+    onFailure: (err) => logger.fatal({ err }, 'the store thread died: every request and task that needs the store fails until Airlock is restarted'),
+  });
   let createdApiKey: string | undefined;
   try {
     for (const project of Object.keys(config.projects)) await store.ensureProject(project);

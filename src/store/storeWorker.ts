@@ -1,0 +1,67 @@
+// The store thread of ThreadedStore: one SqliteStore, called in the order the calls arrive.
+import { parentPort, workerData } from 'node:worker_threads';
+import { SqliteStore } from './sqliteStore.js';
+import { serializeError } from './storeThread.js';
+import type { FromWorker, StoreAnswer, StoreCall, ToWorker } from './storeThread.js';
+
+const port = parentPort!;
+const { path, options } = workerData as { path: string; options: { backgroundCheckpoints?: boolean } };
+
+let store: SqliteStore;
+try {
+  store = new SqliteStore(path, options);
+} catch (err) {
+  port.postMessage({ openFailed: serializeError(err) } satisfies FromWorker);
+  port.close();
+  throw err;
+}
+
+let answers: StoreAnswer[] = [];
+let flushing = false;
+let closing = false;
+
+function answer(item: StoreAnswer): void {
+  answers.push(item);
+  if (flushing) return;
+  flushing = true;
+  // After the commit that settled this call: the other calls of its group settle in the same turn.
+  setImmediate(flush);
+}
+
+function flush(): void {
+  flushing = false;
+  if (!answers.length) return;
+  port.postMessage({ answers } satisfies FromWorker);
+  answers = [];
+}
+
+function run([id, method, args]: StoreCall): void {
+  let result: Promise<unknown>;
+  try {
+    result = method === 'appendEventSeq'
+      ? store.appendEvent(...(args as [string, string, Record<string, unknown>])).then(({ seq, createdAt }) => ({ seq, createdAt }))
+      : (store[method] as (...a: unknown[]) => Promise<unknown>)(...args);
+  } catch (err) {
+    result = Promise.reject(err);
+  }
+  result.then((value) => answer([id, true, value]), (err: unknown) => answer([id, false, serializeError(err)]));
+}
+
+port.on('message', (message: ToWorker) => {
+  if ('calls' in message) {
+    for (const call of message.calls) run(call);
+    return;
+  }
+  if (closing) return;
+  closing = true;
+  void store.close().finally(() => {
+    // Answers of the last calls go out before the thread ends.
+    setImmediate(() => {
+      flush();
+      port.postMessage({ closed: true } satisfies FromWorker);
+      port.close();
+    });
+  });
+});
+
+port.postMessage({ opened: true } satisfies FromWorker);
