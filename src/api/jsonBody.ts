@@ -59,45 +59,58 @@ function hasProtoKey(value: unknown): boolean {
 export function readBody(req: IncomingMessage, limitBytes: number): Promise<string> {
   const declared = req.headers['content-length'] === undefined ? undefined : Number(req.headers['content-length']);
   if (declared !== undefined && declared > limitBytes) return Promise.reject(tooLarge());
-  // A small body has usually been parsed whole by the time the route runs: take it from the
-  // stream's buffer at once, without listeners.
-  if (req.complete && req.readableFlowing === null) {
-    if (req.readableLength > limitBytes) return Promise.reject(tooLarge());
-    const body = req.read() as Buffer | null;
-    const length = body?.length ?? 0;
-    if (declared !== undefined && length !== declared) return Promise.reject(shortBody());
-    return Promise.resolve(body ? body.toString('utf8') : '');
+  return new Promise((resolve, reject) => new BodyReader(req, limitBytes, declared, resolve, reject));
+}
+
+/** Collects one request body. Bound methods rather than closures: this runs for every request. */
+class BodyReader {
+  private readonly chunks: Buffer[] = [];
+  private received = 0;
+  private readonly onData = this.data.bind(this);
+  private readonly onEnd = this.end.bind(this);
+  private readonly onError = this.done.bind(this);
+  private readonly onAborted = this.aborted.bind(this);
+
+  constructor(
+    private readonly req: IncomingMessage,
+    private readonly limitBytes: number,
+    private readonly declared: number | undefined,
+    private readonly resolve: (text: string) => void,
+    private readonly reject: (err: Error) => void,
+  ) {
+    req.on('data', this.onData);
+    req.on('end', this.onEnd);
+    req.on('error', this.onError);
+    req.on('aborted', this.onAborted);
   }
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let received = 0;
-    const done = (err: Error | null, text?: string) => {
-      req.off('data', onData);
-      req.off('end', onEnd);
-      req.off('error', onError);
-      req.off('aborted', onAborted);
-      if (err) {
-        // The rest of the body is not wanted; node reads and drops it, keeping the connection usable.
-        req.resume();
-        reject(err);
-      } else resolve(text!);
-    };
-    const onData = (chunk: Buffer) => {
-      received += chunk.length;
-      if (received > limitBytes) done(tooLarge());
-      else chunks.push(chunk);
-    };
-    const onEnd = () => {
-      if (declared !== undefined && received !== declared) return done(shortBody());
-      done(null, chunks.length === 1 ? chunks[0]!.toString('utf8') : Buffer.concat(chunks, received).toString('utf8'));
-    };
-    const onError = (err: Error) => done(err);
-    const onAborted = () => done(new ServiceError('VALIDATION_ERROR', 'The request was aborted before its body arrived'));
-    req.on('data', onData);
-    req.on('end', onEnd);
-    req.on('error', onError);
-    req.on('aborted', onAborted);
-  });
+
+  private data(chunk: Buffer): void {
+    this.received += chunk.length;
+    if (this.received > this.limitBytes) this.done(tooLarge());
+    else this.chunks.push(chunk);
+  }
+
+  private end(): void {
+    if (this.declared !== undefined && this.received !== this.declared) return this.done(shortBody());
+    const { chunks } = this;
+    this.done(null, chunks.length === 1 ? chunks[0]!.toString('utf8') : Buffer.concat(chunks, this.received).toString('utf8'));
+  }
+
+  private aborted(): void {
+    this.done(new ServiceError('VALIDATION_ERROR', 'The request was aborted before its body arrived'));
+  }
+
+  private done(err: Error | null, text = ''): void {
+    const { req } = this;
+    req.off('data', this.onData);
+    req.off('end', this.onEnd);
+    req.off('error', this.onError);
+    req.off('aborted', this.onAborted);
+    if (!err) return this.resolve(text);
+    // The rest of the body is not wanted; node reads and drops it, keeping the connection usable.
+    req.resume();
+    this.reject(err);
+  }
 }
 
 function shortBody(): ServiceError {

@@ -6,8 +6,8 @@ import type { TestAirlock } from '../support/harness.js';
 
 /**
  * A raw POST over node:http, so that chunking, Content-Length and encodings are the test's to
- * choose. A number among the chunks is a pause in ms: the server then has to wait for the rest
- * (a body sent at once is usually parsed whole before the route reads it).
+ * choose. A number among the chunks is a pause in ms, so the server reads the body in pieces that
+ * arrive apart.
  */
 function post(baseUrl: string, path: string, chunks: (string | Buffer | number)[], headers: Record<string, string>): Promise<{ status: number; body: any }> {
   return new Promise((resolve, reject) => {
