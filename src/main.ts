@@ -101,7 +101,7 @@ export async function startAirlock(config: Config, overrides: AirlockOverrides =
   const toolRouter = overrides.toolRouter ?? new McpToolRouter({ pool, projects: config.projects, poolConfig: config.mcp, builtin: workspaceServerLauncher(), sandbox, logger });
   const modelFor = overrides.modelFor ?? modelFactory(config, logger);
   const sessions = new SessionRegistry(secrets, config.sessionIdleMs);
-  const gate = new ApprovalGate(store, (taskId) => sessions.get(taskId)?.scrubber ?? new Scrubber({}));
+  const gate = new ApprovalGate(store, (taskId) => sessions.get(taskId)?.scrubber ?? Scrubber.NONE);
   const inputs = new InputRequests(store);
   const runner = new TaskRunner({
     store, events, tools: toolRouter, modelFor, gate, inputs, logger, maxTurns: config.maxTurns,

@@ -30,6 +30,9 @@ export interface AppOptions {
   health?: () => Record<string, unknown>;
 }
 
+/** GET (and HEAD) of the health check. */
+export const HEALTHZ_PATH = '/healthz';
+
 /** Builds the Koa app without listening: tests drive it over a real socket on port 0. */
 export function buildApp(options: AppOptions): Koa {
   const app = new Koa();
@@ -40,11 +43,13 @@ export function buildApp(options: AppOptions): Koa {
   app.use(requestLogger(options.logger));
   app.use(errorHandler());
 
-  const root = new Router();
-  root.get('/healthz', (ctx) => {
+  // For probes, without auth: answered ahead of the API's router (a second router would be one
+  // more dispatch on every API request).
+  app.use((ctx, next) => {
+    if ((ctx.path !== HEALTHZ_PATH && ctx.path !== `${HEALTHZ_PATH}/`) || (ctx.method !== 'GET' && ctx.method !== 'HEAD')) return next();
     ctx.body = { success: true, data: { status: 'ok', ...(options.health?.() ?? {}) } };
+    return undefined;
   });
-  app.use(root.routes());
 
   const api = new Router({ prefix: '/api/v1' });
   api.use(authenticate({ store: options.store, jwtSecret: options.jwtSecret, projects: new Set(options.projects) }));

@@ -52,7 +52,7 @@ export class ApprovalGate {
   private readonly recovered = new Map<string, NodeJS.Timeout>();
 
   /** `scrubberFor` gives a task's current scrubber, for decisions no run of this process waits for. */
-  constructor(private readonly store: Store, private readonly scrubberFor: (taskId: string) => Scrubber = () => new Scrubber({})) {}
+  constructor(private readonly store: Store, private readonly scrubberFor: (taskId: string) => Scrubber = () => Scrubber.NONE) {}
 
   /** Records a pending approval; `answer` resolves with the decision. */
   async request(request: ApprovalRequest): Promise<{ record: ApprovalRecord; answer: Promise<ApprovalAnswer> }> {

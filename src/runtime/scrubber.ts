@@ -4,6 +4,8 @@
  * so a secret that contains another is replaced whole and a replacement is never scrubbed again.
  */
 export class Scrubber {
+  /** The scrubber of no secrets (scrubbers never change, so one serves every task without any). */
+  static readonly NONE = new Scrubber({});
   private readonly pattern: RegExp | null;
   private readonly keyOf = new Map<string, string>();
   /** The longest secret value, in characters (0 when there are none). */

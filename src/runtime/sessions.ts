@@ -13,7 +13,7 @@ export class TaskSession {
   private secrets: Record<string, string> = {};
   private unregister: (() => void) | null = null;
   /** The scrubber of the current secrets. */
-  scrubber = new Scrubber({});
+  scrubber = Scrubber.NONE;
   /** The model's conversation; null until loaded from the store. */
   conversation: ModelMessage[] | null = null;
   /** The open tool session, if any. */
@@ -55,7 +55,7 @@ export class TaskSession {
     } finally {
       this.unregister?.();
       this.secrets = {};
-      this.scrubber = new Scrubber({});
+      this.scrubber = Scrubber.NONE;
     }
   }
 }
