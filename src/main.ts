@@ -107,6 +107,7 @@ export async function startAirlock(config: Config, overrides: AirlockOverrides =
     store, events, tools: toolRouter, modelFor, gate, inputs, logger, maxTurns: config.maxTurns,
     systemPromptFor: (task) => systemPrompt(config, task),
     workspaceFor: (taskId) => workspaces.ensure(taskId),
+    workspaceDirOf: (taskId) => workspaces.dir(taskId),
     projectFor: (projectId) => config.projects[projectId] ?? {},
     runWarningFor: (projectId) => (taskWarning && startsProcesses(config.projects[projectId] ?? {}) ? taskWarning : undefined),
   });

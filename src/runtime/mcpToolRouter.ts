@@ -126,9 +126,10 @@ export class McpToolRouter implements ToolRouter {
   }
 
   /** Leases a connection to one server for one task from the pool. */
-  lease(request: ToolSessionRequest, name: string, config: McpServerConfig, variables: Record<string, string>, launch?: { command: string; args: string[] }): Promise<Lease> {
+  async lease(request: ToolSessionRequest, name: string, config: McpServerConfig, variables: Record<string, string>, launch?: { command: string; args: string[] }): Promise<Lease> {
     const { pool, sandbox } = this.options;
     const stdio = config.type === 'stdio';
+    if (stdio) await request.prepareWorkspace();
     // A stdio server's environment is the task's env and secrets (then the server's own config env),
     // not Airlock's: HOME defaults to the workspace (as the process sees it) and PATH to Airlock's.
     const env = stdio ? { HOME: this.workspacePath(request), PATH: process.env.PATH ?? '/usr/bin:/bin', ...variables, ...(config.env ?? {}) } : undefined;

@@ -35,7 +35,10 @@ export interface TaskRunnerOptions {
   /** The whole system prompt of a task. */
   systemPromptFor: (task: TaskRecord) => string;
   /** The task's workspace directory, created if needed. */
+  /** The task's workspace directory, created if it is not there yet. */
   workspaceFor: (taskId: string) => Promise<string>;
+  /** Where the task's workspace directory is (or will be): nothing is created. */
+  workspaceDirOf: (taskId: string) => string;
   /** A project's configuration (tool policies, approval timeout). */
   projectFor: (projectId: string) => ProjectConfig;
   /** A warning for the first `status` event of every run of a project's tasks (their processes are not isolated as configured). */
@@ -159,7 +162,8 @@ export class TaskRunner {
       projectId: task.projectId,
       variables: session.variables(task.env),
       secretKeys: session.secretKeys(),
-      workspaceDir: await this.options.workspaceFor(task.id),
+      workspaceDir: this.options.workspaceDirOf(task.id),
+      prepareWorkspace: once(() => this.options.workspaceFor(task.id)),
       onStatus: (message) => void emit('status', { status: 'running', message }),
       signal,
       serverRequests: new TaskServerRequests({ task, project, session, signal, emit, waiting, gate: this.options.gate, inputs: this.options.inputs, model, usage }),
@@ -329,3 +333,11 @@ function repairConversation(conversation: ModelMessage[] | null): void {
   }
 }
 
+/** `fn`'s first call's promise, for every call (a failed one is tried again on the next call). */
+function once(fn: () => Promise<unknown>): () => Promise<void> {
+  let done: Promise<void> | null = null;
+  return () => (done ??= fn().then(() => undefined, (err: unknown) => {
+    done = null;
+    throw err;
+  }));
+}

@@ -72,6 +72,11 @@ export interface ToolSessionRequest {
   secretKeys: ReadonlySet<string>;
   /** The task's workspace directory: the cwd of its stdio servers and built-in tools. */
   workspaceDir: string;
+  /**
+   * Creates the workspace directory (and its uploads/ and downloads/) if it is not there yet. Called
+   * before any process is started in it, so a task that never starts one makes no directory.
+   */
+  prepareWorkspace: () => Promise<void>;
   /** Transient states to show on the stream (e.g. a server that could not be connected). */
   onStatus: (message: string) => void;
   signal: AbortSignal;

@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { expect } from 'chai';
 import { mkdir, mkdtemp, readFile, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -195,6 +196,20 @@ describe('Artifacts (GET /tasks/:id/artifacts, /download, /archive)', function (
       const file = await download(airlock, fileUrl(task.id, 'downloads/summary.md'));
       expect(file.bytes.toString()).to.equal('# Summary\nAll good.\n');
       expect(file.headers.get('content-type')).to.equal('text/markdown');
+    });
+
+    it('makes the workspace, with uploads/ and downloads/, when a tool process first needs it, and none for a task that never starts one', async () => {
+      const chat = await airlock.api('/tasks', { method: 'POST', json: { message: '/reply just words' } });
+      await waitForStatus(airlock, chat.body.data.id, ['completed']);
+      expect(existsSync(workspace(chat.body.data.id))).to.equal(false);
+      expect((await list(chat.body.data.id)).body.data).to.deep.equal({ files: [] });
+      expect((await airlock.api(fileUrl(chat.body.data.id, 'downloads/x.txt'))).body.error.code).to.equal('NOT_FOUND');
+      expect((await airlock.api(`/tasks/${chat.body.data.id}`)).body.data.workspaceBytes).to.equal(0);
+
+      const tool = await airlock.api('/tasks', { method: 'POST', json: { message: '/call run_shell_command {"command":"ls -d uploads downloads"}\n/reply listed' } });
+      const task = await waitForStatus(airlock, tool.body.data.id, ['completed'], 15_000);
+      expect(task.output.toolCalls[0].output).to.match(/^Exit code: 0\nStdout:\ndownloads\nuploads\b/);
+      expect(existsSync(workspace(task.id, 'downloads'))).to.equal(true);
     });
   });
 });

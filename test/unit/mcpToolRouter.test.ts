@@ -91,7 +91,7 @@ describe('mcpToolRouter', () => {
       const statuses: string[] = [];
       const controller = new AbortController();
       const value: ToolSessionRequest = {
-        taskId, projectId: PROJECT, variables, secretKeys: new Set(secrets), workspaceDir,
+        taskId, projectId: PROJECT, variables, secretKeys: new Set(secrets), workspaceDir, prepareWorkspace: async () => {},
         onStatus: (message) => statuses.push(message), signal: controller.signal,
       };
       return { request: value, statuses, controller };

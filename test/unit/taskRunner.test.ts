@@ -88,7 +88,7 @@ describe('TaskRunner', () => {
 
   function runnerWith(model: ModelClient, tools: FakeToolRouter, maxTurns = 10): TaskRunner {
     return new TaskRunner({
-      store, events, tools, modelFor: () => model, systemPromptFor: () => 'You are a test.', workspaceFor: async () => tmpdir(), projectFor: () => ({}), gate: new ApprovalGate(store), inputs: new InputRequests(store), maxTurns, logger: pino({ level: 'silent' }),
+      store, events, tools, modelFor: () => model, systemPromptFor: () => 'You are a test.', workspaceFor: async () => tmpdir(), workspaceDirOf: () => tmpdir(), projectFor: () => ({}), gate: new ApprovalGate(store), inputs: new InputRequests(store), maxTurns, logger: pino({ level: 'silent' }),
     });
   }
 

@@ -104,7 +104,7 @@ describe('TaskStreams', () => {
     sessions = new SessionRegistry(new SecretRegistry(), 60_000);
     const logger = pino({ level: 'silent' });
     const runner = new TaskRunner({
-      store, events, tools: new EmptyToolRouter(), modelFor: () => new ScriptedModelClient(), systemPromptFor: () => '', workspaceFor: async () => tmpdir(), projectFor: () => ({}), gate: new ApprovalGate(store), inputs: new InputRequests(store), maxTurns: 5, logger,
+      store, events, tools: new EmptyToolRouter(), modelFor: () => new ScriptedModelClient(), systemPromptFor: () => '', workspaceFor: async () => tmpdir(), workspaceDirOf: () => tmpdir(), projectFor: () => ({}), gate: new ApprovalGate(store), inputs: new InputRequests(store), maxTurns: 5, logger,
     });
     // No test here touches files: the workspaces root is never created.
     const workspaces = new Workspaces(join(tmpdir(), 'airlock-taskstream-no-workspaces'));
