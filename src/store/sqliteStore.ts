@@ -291,12 +291,12 @@ export class SqliteStore implements Store {
   }
 
   /**
-   * Takes back an earlier statement of a write whose later statement failed. Should that fail too,
-   * the whole group is rolled back: half a write is never committed.
+   * Takes back an earlier statement of a write whose later statement failed with `cause`. Should
+   * that fail too, the whole group is rolled back: half a write is never committed.
    */
-  private undo(statement: () => unknown): void {
-    // Some errors (a full disk, I/O) end the transaction themselves: then COMMIT fails the group.
-    if (!this.db.inTransaction) return;
+  private undo(statement: () => unknown, cause: unknown): void {
+    // Some errors (a full disk, I/O) roll back the whole transaction themselves: the group is lost.
+    if (!this.db.inTransaction) return this.abort(cause);
     try {
       statement();
     } catch (err) {
@@ -349,7 +349,7 @@ export class SqliteStore implements Store {
       try {
         this.statements.insertFirstMessage.run(no, ...message);
       } catch (err) {
-        this.undo(() => this.statements.deleteTask.run(no));
+        this.undo(() => this.statements.deleteTask.run(no), err);
         throw err;
       }
     });
@@ -419,7 +419,7 @@ export class SqliteStore implements Store {
       try {
         this.statements.countMessage.run(message.createdAt, row.task_no);
       } catch (err) {
-        this.undo(() => this.statements.deleteMessage.run(row.task_no, row.position));
+        this.undo(() => this.statements.deleteMessage.run(row.task_no, row.position), err);
         throw err;
       }
       return { ...message, afterSeq: row.after_seq };
