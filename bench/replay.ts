@@ -26,7 +26,7 @@ interface ReplayResult {
 function baseline(dbPath: string, taskId: string, reserialize: boolean): { ms: number[]; events: number } {
   const db = new Database(dbPath, { readonly: true });
   try {
-    const select = db.prepare<[string], { seq: number; type: string; data: string }>('SELECT seq, type, data FROM events WHERE task_id = ? ORDER BY seq');
+    const select = db.prepare<[string], { seq: number; type: string; data: string }>('SELECT seq, type, data FROM events WHERE task_no = (SELECT no FROM tasks WHERE id = ?) ORDER BY seq');
     const ms: number[] = [];
     let events = 0;
     let bytes = 0;

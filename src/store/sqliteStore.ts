@@ -6,7 +6,12 @@ import type {
   ApiKeyRecord, ApprovalDecision, ApprovalRecord, EventRecord, MessageRecord, Store, TaskListQuery, TaskPatch, TaskRecord, TaskSnapshot, TaskStatus,
 } from './store.js';
 
-const SCHEMA_VERSION = 5;
+const SCHEMA_VERSION = 6;
+
+/** The columns of a task row besides its key `no`, in the order insertTask binds them. */
+const TASK_COLUMNS = `id, project_id, api_key_id, end_user_id, session_id, conversation_id, status, message, system_prompt,
+  show_in_history, auto_execute, env, error, usage, created_at, started_at, completed_at, last_activity_at,
+  message_count, run_start_seq, secret_keys`;
 
 const MIGRATIONS = [
   `CREATE TABLE projects (id TEXT PRIMARY KEY, created_at TEXT NOT NULL);
@@ -54,6 +59,41 @@ const MIGRATIONS = [
      SELECT task_id, position, id, role, content, created_at, attached_files, thoughts, tool_calls, after_seq FROM messages;
    DROP TABLE messages;
    ALTER TABLE messages_new RENAME TO messages;`,
+  // Tasks get an append-only integer key, numbered in created_at order, and messages and events are
+  // keyed by it: a task's rows append at the right edge of each b-tree instead of dirtying random
+  // pages (the public id is a random UUID v4). Only the unique index on tasks.id stays random.
+  // Approvals keep their text task_id: they are written only when a person has to decide, and every
+  // query of them starts from the public id. Run with foreign keys off (see migrate).
+  `CREATE TABLE tasks_v6 (
+     no INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, project_id TEXT NOT NULL, api_key_id TEXT, end_user_id TEXT,
+     session_id TEXT NOT NULL, conversation_id TEXT NOT NULL, status TEXT NOT NULL,
+     message TEXT NOT NULL, system_prompt TEXT, show_in_history INTEGER NOT NULL, auto_execute INTEGER NOT NULL,
+     env TEXT, error TEXT, usage TEXT NOT NULL,
+     created_at TEXT NOT NULL, started_at TEXT, completed_at TEXT, last_activity_at TEXT NOT NULL,
+     message_count INTEGER NOT NULL DEFAULT 0, run_start_seq INTEGER NOT NULL DEFAULT 0, secret_keys TEXT NOT NULL DEFAULT '[]');
+   INSERT INTO tasks_v6 (${TASK_COLUMNS})
+     SELECT ${TASK_COLUMNS} FROM tasks ORDER BY created_at, rowid;
+   CREATE TABLE messages_v6 (
+     task_no INTEGER NOT NULL REFERENCES tasks(no), position INTEGER NOT NULL, id TEXT NOT NULL,
+     role TEXT NOT NULL, content TEXT NOT NULL, created_at TEXT NOT NULL,
+     attached_files TEXT, thoughts TEXT, tool_calls TEXT, after_seq INTEGER NOT NULL,
+     PRIMARY KEY (task_no, position)) WITHOUT ROWID;
+   INSERT INTO messages_v6 (task_no, position, id, role, content, created_at, attached_files, thoughts, tool_calls, after_seq)
+     SELECT t.no, m.position, m.id, m.role, m.content, m.created_at, m.attached_files, m.thoughts, m.tool_calls, m.after_seq
+     FROM messages m JOIN tasks_v6 t ON t.id = m.task_id ORDER BY t.no, m.position;
+   CREATE TABLE events_v6 (
+     task_no INTEGER NOT NULL, seq INTEGER NOT NULL, type TEXT NOT NULL, data TEXT NOT NULL, created_at TEXT NOT NULL,
+     PRIMARY KEY (task_no, seq)) WITHOUT ROWID;
+   INSERT INTO events_v6 (task_no, seq, type, data, created_at)
+     SELECT t.no, e.seq, e.type, e.data, e.created_at FROM events e JOIN tasks_v6 t ON t.id = e.task_id ORDER BY t.no, e.seq;
+   DROP TABLE messages;
+   DROP TABLE events;
+   DROP TABLE tasks;
+   ALTER TABLE tasks_v6 RENAME TO tasks;
+   ALTER TABLE messages_v6 RENAME TO messages;
+   ALTER TABLE events_v6 RENAME TO events;
+   CREATE INDEX tasks_by_activity ON tasks(project_id, last_activity_at DESC);
+   CREATE INDEX tasks_by_status ON tasks(status);`,
 ];
 
 interface ApprovalRow {
@@ -63,7 +103,7 @@ interface ApprovalRow {
 }
 
 interface TaskRow {
-  id: string; project_id: string; api_key_id: string | null; end_user_id: string | null;
+  no: number; id: string; project_id: string; api_key_id: string | null; end_user_id: string | null;
   session_id: string; conversation_id: string; status: TaskStatus; message: string; system_prompt: string | null;
   show_in_history: number; auto_execute: number; env: string | null; error: string | null; usage: string;
   created_at: string; started_at: string | null; completed_at: string | null; last_activity_at: string;
@@ -71,14 +111,12 @@ interface TaskRow {
 }
 
 interface MessageRow {
-  id: string; task_id: string; role: 'user' | 'assistant'; content: string; created_at: string;
+  id: string; role: 'user' | 'assistant'; content: string; created_at: string;
   attached_files: string | null; thoughts: string | null; tool_calls: string | null; after_seq: number;
 }
 
-interface MessageParams {
-  id: string; taskId: string; role: 'user' | 'assistant'; content: string; createdAt: string;
-  attachedFiles: string | null; thoughts: string | null; toolCalls: string | null;
-}
+/** A message's values as insertFirstMessage and insertMessage bind them after the task. */
+type MessageValues = [id: string, role: 'user' | 'assistant', content: string, createdAt: string, attachedFiles: string | null, thoughts: string | null, toolCalls: string | null];
 
 interface KeyRow {
   id: string; project_id: string; name: string | null; key_hash: string; key_prefix: string;
@@ -89,7 +127,7 @@ const PATCH_COLUMNS: Record<keyof TaskPatch, string> = {
   status: 'status', error: 'error', usage: 'usage', startedAt: 'started_at', completedAt: 'completed_at',
   lastActivityAt: 'last_activity_at', sessionId: 'session_id', env: 'env', runStartSeq: 'run_start_seq', secretKeys: 'secret_keys',
 };
-const JSON_COLUMNS = new Set(['error', 'usage', 'env', 'secret_keys']);
+const JSON_PATCHES = new Set<string>(['error', 'usage', 'env', 'secretKeys']);
 
 /**
  * The embedded Store: one SQLite file in WAL mode. Writes are group-committed: every write made in
@@ -101,9 +139,11 @@ export class SqliteStore implements Store {
   private readonly db: Database.Database;
   private readonly statements: ReturnType<SqliteStore['prepare']>;
   private readonly dynamic = new Map<string, Database.Statement>();
+  /** The UPDATEs of updateTask and transitionTask, by the patch's keys and the guard's length. */
+  private readonly patches = new Map<string, Database.Statement>();
   /**
-   * Runs a function as one unit: a savepoint inside the open group transaction, else a transaction
-   * of its own (a consistent read). Built once: building one costs more than running it.
+   * Runs a read as one unit: a savepoint inside the open group transaction, else a transaction of
+   * its own (a consistent read). Built once: building one costs more than running it.
    */
   private readonly atomically: <T>(fn: () => T) => T;
   private readonly checkpointer: WalCheckpointer | null = null;
@@ -121,9 +161,11 @@ export class SqliteStore implements Store {
     this.db.pragma('journal_mode = WAL');
     // NORMAL in WAL keeps every commit atomic and loses at most the last commits on power loss.
     this.db.pragma('synchronous = NORMAL');
-    this.db.pragma('foreign_keys = ON');
     this.db.pragma('busy_timeout = 5000');
+    // Off while migrating (better-sqlite3 turns them on by default; a no-op inside a transaction).
+    this.db.pragma('foreign_keys = OFF');
     this.migrate();
+    this.db.pragma('foreign_keys = ON');
     if (options.backgroundCheckpoints && path !== ':memory:') {
       this.db.pragma(`wal_autocheckpoint = ${BACKSTOP_CHECKPOINT_PAGES}`);
       // Without the worker, the connection checkpoints by itself again, as SQLite does by default.
@@ -136,15 +178,23 @@ export class SqliteStore implements Store {
   private migrate(): void {
     const version = this.db.pragma('user_version', { simple: true }) as number;
     if (version > SCHEMA_VERSION) throw new Error(`database schema ${version} is newer than this Airlock (${SCHEMA_VERSION})`);
+    if (version === SCHEMA_VERSION) return;
+    // Runs before foreign keys are turned on: rebuilding a parent table must not check or delete its
+    // children when the old one is dropped. The check at the end stands in for them.
     this.db.transaction(() => {
       for (let v = version; v < SCHEMA_VERSION; v++) this.db.exec(MIGRATIONS[v]!);
+      const broken = this.db.pragma('foreign_key_check') as unknown[];
+      if (broken.length) throw new Error(`migrating the database to schema ${SCHEMA_VERSION} broke ${broken.length} foreign keys`);
       this.db.pragma(`user_version = ${SCHEMA_VERSION}`);
     })();
   }
 
   private prepare() {
     const db = this.db;
-    const lastSeq = '(SELECT COALESCE(MAX(seq), 0) FROM events WHERE task_id = @taskId)';
+    // A task's key from its public id: one lookup in the unique index on tasks.id.
+    const taskNo = '(SELECT no FROM tasks WHERE id = ?)';
+    const lastSeq = '(SELECT COALESCE(MAX(seq), 0) FROM events WHERE task_no = tasks.no)';
+    const messageColumns = 'id, role, content, created_at, attached_files, thoughts, tool_calls, after_seq';
     return {
       begin: db.prepare('BEGIN IMMEDIATE'),
       commit: db.prepare('COMMIT'),
@@ -156,30 +206,29 @@ export class SqliteStore implements Store {
       listKeys: db.prepare<[], KeyRow>('SELECT * FROM api_keys ORDER BY created_at, id'),
       revokeKey: db.prepare('UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?'),
       countKeys: db.prepare<[], { n: number }>('SELECT COUNT(*) AS n FROM api_keys'),
-      insertTask: db.prepare(`INSERT INTO tasks (id, project_id, api_key_id, end_user_id, session_id, conversation_id, status,
-        message, system_prompt, show_in_history, auto_execute, env, error, usage, created_at, started_at, completed_at,
-        last_activity_at, message_count, run_start_seq, secret_keys)
-        VALUES (@id, @projectId, @apiKeyId, @endUserId, @sessionId, @conversationId, @status, @message, @systemPrompt,
-        @showInHistory, @autoExecute, @env, @error, @usage, @createdAt, @startedAt, @completedAt, @lastActivityAt,
-        @messageCount, @runStartSeq, @secretKeys)`),
+      insertTask: db.prepare<unknown[]>(`INSERT INTO tasks (${TASK_COLUMNS}) VALUES (${TASK_COLUMNS.split(',').map(() => '?').join(', ')})`),
+      deleteTask: db.prepare<[number]>('DELETE FROM tasks WHERE no = ?'),
       task: db.prepare<[string], TaskRow>('SELECT * FROM tasks WHERE id = ?'),
       tasksByStatus: db.prepare<[string], TaskRow>('SELECT * FROM tasks WHERE status IN (SELECT value FROM json_each(?))'),
-      insertMessage: db.prepare<MessageParams, { after_seq: number }>(`INSERT INTO messages (id, task_id, position, role, content, created_at, attached_files, thoughts, tool_calls, after_seq)
-        VALUES (@id, @taskId, (SELECT message_count FROM tasks WHERE id = @taskId), @role, @content, @createdAt, @attachedFiles, @thoughts, @toolCalls,
-        ${lastSeq}) RETURNING after_seq`),
+      // The task's next position and last sequence, and no row when the task does not exist.
+      insertMessage: db.prepare<[...MessageValues, string], { task_no: number; position: number; after_seq: number }>(`INSERT INTO messages
+        (task_no, position, id, role, content, created_at, attached_files, thoughts, tool_calls, after_seq)
+        SELECT no, message_count, ?, ?, ?, ?, ?, ?, ?, ${lastSeq} FROM tasks WHERE id = ? RETURNING task_no, position, after_seq`),
       // A task's first message: position 0, before any event.
-      insertFirstMessage: db.prepare<MessageParams>(`INSERT INTO messages (id, task_id, position, role, content, created_at, attached_files, thoughts, tool_calls, after_seq)
-        VALUES (@id, @taskId, 0, @role, @content, @createdAt, @attachedFiles, @thoughts, @toolCalls, 0)`),
-      countMessage: db.prepare('UPDATE tasks SET message_count = message_count + 1, last_activity_at = ? WHERE id = ?'),
-      messages: db.prepare<[string], MessageRow>('SELECT * FROM messages WHERE task_id = ? ORDER BY position'),
+      insertFirstMessage: db.prepare<[number, ...MessageValues]>(`INSERT INTO messages
+        (task_no, position, id, role, content, created_at, attached_files, thoughts, tool_calls, after_seq) VALUES (?, 0, ?, ?, ?, ?, ?, ?, ?, 0)`),
+      deleteMessage: db.prepare<[number, number]>('DELETE FROM messages WHERE task_no = ? AND position = ?'),
+      countMessage: db.prepare<[string, number]>('UPDATE tasks SET message_count = message_count + 1, last_activity_at = ? WHERE no = ?'),
+      messages: db.prepare<[string], MessageRow>(`SELECT ${messageColumns} FROM messages WHERE task_no = ${taskNo} ORDER BY position`),
+      messagesByNo: db.prepare<[number], MessageRow>(`SELECT ${messageColumns} FROM messages WHERE task_no = ? ORDER BY position`),
       // One statement: the next sequence number, and nothing when the task does not exist.
       // last_activity_at is not touched per event: it is indexed, and messages and status changes
       // mark activity well enough for listing, at a fraction of the writes.
-      insertEvent: db.prepare<{ taskId: string; type: string; data: string; createdAt: string }, { seq: number }>(`INSERT INTO events (task_id, seq, type, data, created_at)
-        SELECT @taskId, ${lastSeq} + 1, @type, @data, @createdAt WHERE EXISTS (SELECT 1 FROM tasks WHERE id = @taskId) RETURNING seq`),
+      insertEvent: db.prepare<[string, string, string, string], { seq: number }>(`INSERT INTO events (task_no, seq, type, data, created_at)
+        SELECT no, ${lastSeq} + 1, ?, ?, ? FROM tasks WHERE id = ? RETURNING seq`),
       events: db.prepare<[string, number, number, number], { seq: number; type: string; data: string; created_at: string }>(
-        'SELECT seq, type, data, created_at FROM events WHERE task_id = ? AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?'),
-      lastSeq: db.prepare<{ taskId: string }, { last_seq: number }>(`SELECT ${lastSeq} AS last_seq`),
+        `SELECT seq, type, data, created_at FROM events WHERE task_no = ${taskNo} AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?`),
+      lastSeqByNo: db.prepare<[number], { last_seq: number }>('SELECT COALESCE(MAX(seq), 0) AS last_seq FROM events WHERE task_no = ?'),
       insertApproval: db.prepare(`INSERT INTO approvals (id, task_id, call_id, tool_name, server, tool, args, digest, status, outcome, reason, decided_by, args_edited, edited_args, policy, requested_at, decided_at, expires_at, input_schema)
         VALUES (@id, @taskId, @callId, @toolName, @server, @tool, @args, @digest, @status, @outcome, @reason, @decidedBy, @argsEdited, @editedArgs, @policy, @requestedAt, @decidedAt, @expiresAt, @inputSchema)`),
       decideApproval: db.prepare(`UPDATE approvals SET status = @status, outcome = @outcome, reason = @reason, decided_by = @decidedBy, args_edited = @argsEdited, edited_args = @editedArgs, decided_at = @decidedAt
@@ -190,11 +239,11 @@ export class SqliteStore implements Store {
   }
 
   /**
-   * Runs `fn` inside the current group transaction; resolves after the commit. A `fn` of several
-   * statements passes `atomic` so that its failure undoes only itself (a savepoint); one statement
-   * is atomic on its own.
+   * Runs `fn` inside the current group transaction; resolves after the commit. One statement is
+   * atomic on its own; a `fn` of several takes back its earlier statements when a later one fails
+   * (`undo`), so that its failure leaves nothing and the rest of the group goes on.
    */
-  private write<T>(fn: () => T, atomic = false): Promise<T> {
+  private write<T>(fn: () => T): Promise<T> {
     if (!this.db.open) return Promise.reject(new Error('the store is closed'));
     let group = this.group;
     if (!group) {
@@ -207,7 +256,7 @@ export class SqliteStore implements Store {
     }
     let value: T;
     try {
-      value = atomic ? this.atomically(fn) : fn();
+      value = fn();
     } catch (err) {
       return Promise.reject(err);
     }
@@ -218,20 +267,41 @@ export class SqliteStore implements Store {
   private commit(): void {
     const group = this.group;
     if (!group) return;
-    this.group = null;
     try {
       this.statements.commit.run();
     } catch (err) {
-      try {
-        this.statements.rollback.run();
-      } catch {
-        // The failed COMMIT may already have ended the transaction.
-      }
-      group.reject(err);
+      this.abort(err);
       return;
     }
+    this.group = null;
     group.resolve();
     this.checkpointer?.request();
+  }
+
+  /** Rolls back the open group transaction: every write of it fails with `err`. */
+  private abort(err: unknown): void {
+    const group = this.group!;
+    this.group = null;
+    try {
+      this.statements.rollback.run();
+    } catch {
+      // A failed statement or COMMIT may already have ended the transaction.
+    }
+    group.reject(err);
+  }
+
+  /**
+   * Takes back an earlier statement of a write whose later statement failed with `cause`. Should
+   * that fail too, the whole group is rolled back: half a write is never committed.
+   */
+  private undo(statement: () => unknown, cause: unknown): void {
+    // Some errors (a full disk, I/O) roll back the whole transaction themselves: the group is lost.
+    if (!this.db.inTransaction) return this.abort(cause);
+    try {
+      statement();
+    } catch (err) {
+      this.abort(err);
+    }
   }
 
   private statement(sql: string): Database.Statement {
@@ -266,22 +336,23 @@ export class SqliteStore implements Store {
   }
 
   async createTask(task: TaskRecord, firstMessage?: Omit<MessageRecord, 'taskId' | 'afterSeq'>): Promise<void> {
-    const row = {
-      ...task,
-      showInHistory: task.showInHistory ? 1 : 0,
-      autoExecute: task.autoExecute ? 1 : 0,
-      env: task.env && JSON.stringify(task.env),
-      error: task.error && JSON.stringify(task.error),
-      usage: JSON.stringify(task.usage),
-      secretKeys: JSON.stringify(task.secretKeys),
-      messageCount: firstMessage ? 1 : task.messageCount,
-    };
-    if (!firstMessage) return this.write(() => void this.statements.insertTask.run(row));
-    const message = messageParams({ ...firstMessage, taskId: task.id });
+    const values = [
+      task.id, task.projectId, task.apiKeyId, task.endUserId, task.sessionId, task.conversationId, task.status, task.message, task.systemPrompt,
+      task.showInHistory ? 1 : 0, task.autoExecute ? 1 : 0, task.env && JSON.stringify(task.env), task.error && JSON.stringify(task.error),
+      JSON.stringify(task.usage), task.createdAt, task.startedAt, task.completedAt, task.lastActivityAt,
+      firstMessage ? 1 : task.messageCount, task.runStartSeq, JSON.stringify(task.secretKeys),
+    ];
+    if (!firstMessage) return this.write(() => void this.statements.insertTask.run(values));
+    const message = messageValues(firstMessage);
     return this.write(() => {
-      this.statements.insertTask.run(row);
-      this.statements.insertFirstMessage.run(message);
-    }, true);
+      const no = this.statements.insertTask.run(values).lastInsertRowid as number;
+      try {
+        this.statements.insertFirstMessage.run(no, ...message);
+      } catch (err) {
+        this.undo(() => this.statements.deleteTask.run(no), err);
+        throw err;
+      }
+    });
   }
 
   async getTask(id: string): Promise<TaskRecord | undefined> {
@@ -304,16 +375,36 @@ export class SqliteStore implements Store {
   }
 
   async updateTask(id: string, patch: TaskPatch): Promise<void> {
-    const { sql, params } = patchSql(patch);
-    if (!sql) return;
-    await this.write(() => this.statement(`UPDATE tasks SET ${sql} WHERE id = @id`).run({ ...params, id }));
+    const { keys, values } = patchValues(patch);
+    if (!keys.length) return;
+    const statement = this.patchStatement(keys, false, 0);
+    values.push(id);
+    await this.write(() => statement.run(values));
   }
 
   async transitionTask(id: string, from: readonly TaskStatus[], patch: TaskPatch & { status: TaskStatus }): Promise<boolean> {
-    const { sql, params } = patchSql(patch);
-    const activity = patch.lastActivityAt === undefined ? ', last_activity_at = @now' : '';
-    return this.write(() => this.statement(`UPDATE tasks SET ${sql}${activity} WHERE id = @id AND status IN (SELECT value FROM json_each(@from))`)
-      .run({ ...params, id, from: JSON.stringify(from), ...(activity ? { now: new Date().toISOString() } : {}) }).changes > 0);
+    const { keys, values } = patchValues(patch);
+    const stamp = patch.lastActivityAt === undefined;
+    if (stamp) values.push(new Date().toISOString());
+    values.push(id, ...from);
+    const statement = this.patchStatement(keys, stamp, from.length);
+    return this.write(() => statement.run(values).changes > 0);
+  }
+
+  /**
+   * `UPDATE tasks SET <keys' columns> [, last_activity_at] WHERE id = ? [AND status IN (<guard> statuses)]`,
+   * prepared once per shape: the callers use a handful.
+   */
+  private patchStatement(keys: (keyof TaskPatch)[], stamp: boolean, guard: number): Database.Statement<unknown[]> {
+    const shape = `${keys.join()}|${stamp}|${guard}`;
+    let statement = this.patches.get(shape);
+    if (!statement) {
+      const sets = keys.map((key) => `${PATCH_COLUMNS[key]} = ?`);
+      if (stamp) sets.push('last_activity_at = ?');
+      const where = guard ? ` AND status IN (${Array(guard).fill('?').join(', ')})` : '';
+      this.patches.set(shape, (statement = this.db.prepare(`UPDATE tasks SET ${sets.join(', ')} WHERE id = ?${where}`)));
+    }
+    return statement;
   }
 
   async findTasksByStatus(statuses: readonly TaskStatus[]): Promise<TaskRecord[]> {
@@ -321,23 +412,29 @@ export class SqliteStore implements Store {
   }
 
   async appendMessage(message: Omit<MessageRecord, 'afterSeq'>): Promise<MessageRecord> {
-    const params = messageParams(message);
+    const values = messageValues(message);
     return this.write(() => {
-      const { after_seq: afterSeq } = this.statements.insertMessage.get(params)!;
-      this.statements.countMessage.run(message.createdAt, message.taskId);
-      return { ...message, afterSeq };
-    }, true);
+      const row = this.statements.insertMessage.get(...values, message.taskId);
+      if (!row) throw new Error(`no task ${message.taskId}`);
+      try {
+        this.statements.countMessage.run(message.createdAt, row.task_no);
+      } catch (err) {
+        this.undo(() => this.statements.deleteMessage.run(row.task_no, row.position), err);
+        throw err;
+      }
+      return { ...message, afterSeq: row.after_seq };
+    });
   }
 
   async listMessages(taskId: string): Promise<MessageRecord[]> {
-    return this.statements.messages.all(taskId).map(messageFromRow);
+    return this.statements.messages.all(taskId).map((row) => messageFromRow(row, taskId));
   }
 
   async appendEvent(taskId: string, type: string, data: Record<string, unknown>): Promise<EventRecord> {
     const createdAt = new Date().toISOString();
-    const params = { taskId, type, data: JSON.stringify(data), createdAt };
+    const json = JSON.stringify(data);
     const seq = await this.write(() => {
-      const row = this.statements.insertEvent.get(params);
+      const row = this.statements.insertEvent.get(type, json, createdAt, taskId);
       if (!row) throw new Error(`no task ${taskId}`);
       return row.seq;
     });
@@ -354,7 +451,8 @@ export class SqliteStore implements Store {
     return this.atomically(() => {
       const row = this.statements.task.get(taskId);
       if (!row) return undefined;
-      return { task: taskFromRow(row), messages: this.statements.messages.all(taskId).map(messageFromRow), lastSeq: this.statements.lastSeq.get({ taskId })!.last_seq };
+      const messages = this.statements.messagesByNo.all(row.no).map((message) => messageFromRow(message, taskId));
+      return { task: taskFromRow(row), messages, lastSeq: this.statements.lastSeqByNo.get(row.no)!.last_seq };
     });
   }
 
@@ -384,25 +482,26 @@ export class SqliteStore implements Store {
   }
 }
 
-function patchSql(patch: TaskPatch): { sql: string; params: Record<string, unknown> } {
-  const sets: string[] = [];
-  const params: Record<string, unknown> = {};
-  for (const [key, value] of Object.entries(patch) as [keyof TaskPatch, unknown][]) {
+/** The patch's defined keys and their column values, in the order patchStatement binds them. */
+function patchValues(patch: TaskPatch): { keys: (keyof TaskPatch)[]; values: unknown[] } {
+  const keys: (keyof TaskPatch)[] = [];
+  const values: unknown[] = [];
+  for (const key of Object.keys(patch) as (keyof TaskPatch)[]) {
+    const value = patch[key];
     if (value === undefined) continue;
-    const column = PATCH_COLUMNS[key];
-    sets.push(`${column} = @${key}`);
-    params[key] = JSON_COLUMNS.has(column) ? (value === null ? null : JSON.stringify(value)) : value;
+    keys.push(key);
+    values.push(JSON_PATCHES.has(key) && value !== null ? JSON.stringify(value) : value);
   }
-  return { sql: sets.join(', '), params };
+  return { keys, values };
 }
 
-function messageParams(message: Omit<MessageRecord, 'afterSeq'>): MessageParams {
-  return {
-    id: message.id, taskId: message.taskId, role: message.role, content: message.content, createdAt: message.createdAt,
-    attachedFiles: message.attachedFiles ? JSON.stringify(message.attachedFiles) : null,
-    thoughts: message.thoughts?.length ? JSON.stringify(message.thoughts) : null,
-    toolCalls: message.toolCalls?.length ? JSON.stringify(message.toolCalls) : null,
-  };
+function messageValues(message: Omit<MessageRecord, 'taskId' | 'afterSeq'>): MessageValues {
+  return [
+    message.id, message.role, message.content, message.createdAt,
+    message.attachedFiles ? JSON.stringify(message.attachedFiles) : null,
+    message.thoughts?.length ? JSON.stringify(message.thoughts) : null,
+    message.toolCalls?.length ? JSON.stringify(message.toolCalls) : null,
+  ];
 }
 
 function taskFromRow(row: TaskRow): TaskRecord {
@@ -416,8 +515,8 @@ function taskFromRow(row: TaskRow): TaskRecord {
   };
 }
 
-function messageFromRow(row: MessageRow): MessageRecord {
-  const message: MessageRecord = { id: row.id, taskId: row.task_id, role: row.role, content: row.content, createdAt: row.created_at, afterSeq: row.after_seq };
+function messageFromRow(row: MessageRow, taskId: string): MessageRecord {
+  const message: MessageRecord = { id: row.id, taskId, role: row.role, content: row.content, createdAt: row.created_at, afterSeq: row.after_seq };
   if (row.attached_files) message.attachedFiles = JSON.parse(row.attached_files);
   if (row.thoughts) message.thoughts = JSON.parse(row.thoughts);
   if (row.tool_calls) message.toolCalls = JSON.parse(row.tool_calls);

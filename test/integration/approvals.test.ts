@@ -16,6 +16,7 @@ import { startTestAirlock, TEST_KEY, waitFor, waitForStatus } from '../support/h
 import type { TestAirlock } from '../support/harness.js';
 import { FakeToolRouter, text } from '../support/fakes.js';
 import { script, startWithServers } from '../support/mcpHarness.js';
+import { downgradeToSchema5 } from '../support/schema5.js';
 import { openSse, readSse } from '../support/sse.js';
 import type { SseFrame } from '../support/sse.js';
 
@@ -810,6 +811,7 @@ describe('Approvals across a restart of the service', function () {
     const dataDir = join(dir, 'data');
     const started: TestAirlock[] = [];
     return {
+      dataDir,
       start: async () => {
         const airlock = await startTestAirlock({ env, dataDir, ...(tools ? { overrides: { toolRouter: tools } } : {}) });
         started.push(airlock);
@@ -874,6 +876,39 @@ describe('Approvals across a restart of the service', function () {
       const history = (await second.api(`/tasks/${id}/history`)).body.data.messages;
       expect(history.map((m: { role: string }) => m.role)).to.deep.equal(['user', 'assistant', 'assistant']);
       expect(history[1].toolCalls[0]).to.include({ callId: 'toolu_scripted_1', status: 'success' });
+    } finally {
+      await service.cleanup();
+    }
+  });
+
+  it('after a stop, a migration from schema 5 and a start, a waiting task runs its call once approved, and a finished task replays the same', async () => {
+    const tools = new FakeToolRouter({ act: { handler: (args) => text(`acted on ${String(args.path)}`) } });
+    const service = await restartable({}, tools);
+    try {
+      const first = await service.start();
+      const finished = (await first.api('/tasks', { method: 'POST', json: { message: '/reply before the upgrade' } })).body.data.id;
+      await waitForStatus(first, finished, ['completed']);
+      const waiting = (await first.api('/tasks', { method: 'POST', json: { message: '/call act {"path":"a.txt"}\n/reply finished', autoExecute: false } })).body.data.id;
+      await waitForStatus(first, waiting, ['awaiting_approval']);
+      const replay = async (airlock: TestAirlock) => (await readSse(`${airlock.url}/api/v1/tasks/${finished}/stream?after=0`, { authorization: `Bearer ${airlock.key}` })).frames;
+      const replayed = await replay(first);
+      const history = (await first.api(`/tasks/${finished}/history`)).body.data;
+      await first.close();
+      downgradeToSchema5(join(service.dataDir, 'airlock.db'));
+
+      const second = await service.start();
+      expect(await replay(second)).to.deep.equal(replayed);
+      expect((await second.api(`/tasks/${finished}/history`)).body.data).to.deep.equal(history);
+      expect((await second.api(`/tasks/${waiting}`)).body.data.status).to.equal('awaiting_approval');
+      const ok = await second.api(`/tasks/${waiting}/tools/toolu_scripted_1/approve`, { method: 'POST', json: { outcome: 'proceed_once' } });
+      expect(ok.body.data).to.deep.equal({ approved: true });
+      const done = await waitForStatus(second, waiting, ['completed', 'failed']);
+      expect(done.status, JSON.stringify(done.error)).to.equal('completed');
+      expect(done.output.content).to.equal('finished');
+      expect(tools.calls.map((c) => c.args)).to.deep.equal([{ path: 'a.txt' }]);
+      const frames = (await readSse(`${second.url}/api/v1/tasks/${waiting}/stream?after=0`, { authorization: `Bearer ${second.key}` })).frames;
+      const seqs = frames.filter((f) => f.event !== 'history_done').map((f) => f.id);
+      expect(seqs, 'one numbering across the migration').to.deep.equal(seqs.map((_, i) => i + 1));
     } finally {
       await service.cleanup();
     }

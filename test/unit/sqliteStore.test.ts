@@ -8,6 +8,7 @@ import { expect } from 'chai';
 import { SqliteStore } from '../../src/store/sqliteStore.js';
 import type { TaskRecord } from '../../src/store/store.js';
 import { rejection, waitFor } from '../support/harness.js';
+import { downgradeToSchema5 } from '../support/schema5.js';
 
 function newTask(id = randomUUID()): TaskRecord {
   const now = new Date().toISOString();
@@ -93,7 +94,7 @@ describe('SqliteStore', () => {
       await store.createTask(task, firstMessage());
       const rows = otherConnection((db) => ({
         tasks: db.prepare('SELECT COUNT(*) AS n FROM tasks WHERE id = ?').get(task.id),
-        messages: db.prepare('SELECT COUNT(*) AS n FROM messages WHERE task_id = ?').get(task.id),
+        messages: db.prepare('SELECT COUNT(*) AS n FROM messages WHERE task_no = (SELECT no FROM tasks WHERE id = ?)').get(task.id),
       }));
       expect(rows).to.deep.equal({ tasks: { n: 1 }, messages: { n: 1 } });
     });
@@ -108,6 +109,31 @@ describe('SqliteStore', () => {
       expect(fine.status).to.equal('fulfilled');
       expect(await store.getTask(orphan.id)).to.equal(undefined);
       expect((await store.getTask(other.id))!.messageCount).to.equal(1);
+    });
+  });
+
+  describe('#appendMessage()', () => {
+    it('refuses a message of a task that does not exist', async () => {
+      const err = (await rejection(store.appendMessage({ id: randomUUID(), taskId: randomUUID(), role: 'assistant', content: 'x', createdAt: new Date().toISOString() }))) as Error;
+      expect(err.message).to.match(/no task/);
+    });
+
+    it('stores nothing when the task cannot count the message, and other writes of the same commit survive', async () => {
+      const task = newTask();
+      const other = newTask();
+      await store.createTask(task, firstMessage());
+      await store.createTask(other, firstMessage());
+      // The second statement (counting the message on its task) fails, after the message row went in.
+      const db = new Database(path);
+      db.prepare(`CREATE TRIGGER refuse_count BEFORE UPDATE OF message_count ON tasks WHEN OLD.id = '${task.id}' BEGIN SELECT RAISE(ABORT, 'refused'); END`).run();
+      db.close();
+      const reply = (taskId: string) => store.appendMessage({ id: randomUUID(), taskId, role: 'assistant', content: 'reply', createdAt: new Date().toISOString() });
+      const [refused, fine] = await Promise.allSettled([reply(task.id), reply(other.id)]);
+      expect(refused.status).to.equal('rejected');
+      expect(fine.status).to.equal('fulfilled');
+      expect((await store.listMessages(task.id)).map((m) => m.content)).to.deep.equal(['hello']);
+      expect((await store.getTask(task.id))!.messageCount).to.equal(1);
+      expect((await store.listMessages(other.id)).map((m) => m.content)).to.deep.equal(['hello', 'reply']);
     });
   });
 
@@ -168,6 +194,54 @@ describe('SqliteStore', () => {
     expect(snapshot.lastSeq).to.equal(3);
     expect(snapshot.task.messageCount).to.equal(2);
     expect(snapshot.messages.map((m) => m.content)).to.deep.equal(['hello', 'hi']);
+  });
+
+  it('migrates a database of schema 5: tasks numbered in created_at order, every row read back as before, numbering going on', async () => {
+    // Created out of created_at order, with messages, events and approvals of each.
+    const later = { ...newTask(), createdAt: '2025-03-02T00:00:00.000Z', status: 'awaiting_approval' as const, env: { A: '1' }, secretKeys: ['TOKEN'] };
+    const earlier = { ...newTask(), createdAt: '2025-03-01T00:00:00.000Z', status: 'completed' as const, error: { code: 'X', message: 'y' } };
+    for (const task of [later, earlier]) {
+      await store.createTask(task, { ...firstMessage(), attachedFiles: [{ name: 'a.txt', path: 'uploads/a.txt' }] });
+      await store.appendEvent(task.id, 'status', { status: 'running' });
+      await store.appendEvent(task.id, 'content', { text: `from ${task.createdAt}`, isPartial: false });
+      await store.appendMessage({
+        id: randomUUID(), taskId: task.id, role: 'assistant', content: 'calling', createdAt: new Date().toISOString(),
+        thoughts: [{ subject: 's', description: 'd' }], toolCalls: [{ callId: 'c1', toolName: 'act', status: 'awaiting_approval', args: { n: 1 } }],
+      });
+      await store.appendEvent(task.id, 'tool_call', { callId: 'c1', status: 'awaiting_approval' });
+      await store.createApproval({
+        id: randomUUID(), taskId: task.id, callId: 'c1', toolName: 'act', server: 'fake', tool: 'act', args: { n: 1 }, digest: 'd'.repeat(64),
+        status: 'pending', outcome: null, reason: null, decidedBy: null, argsEdited: false, editedArgs: null, policy: 'autoExecute is false',
+        requestedAt: task.createdAt, decidedAt: null, expiresAt: null, inputSchema: { type: 'object' },
+      });
+    }
+    const read = async (id: string) => ({
+      task: await store.getTask(id), messages: await store.listMessages(id), events: await store.listEvents(id, 0, 100),
+      approvals: await store.listApprovals(id), snapshot: await store.snapshot(id),
+    });
+    const before = [await read(later.id), await read(earlier.id)];
+    await store.close();
+    downgradeToSchema5(path);
+    expect(otherConnection((db) => db.pragma('user_version', { simple: true }))).to.equal(5);
+
+    store = new SqliteStore(path);
+    expect([await read(later.id), await read(earlier.id)]).to.deep.equal(before);
+    expect(otherConnection((db) => db.pragma('user_version', { simple: true }))).to.equal(6);
+    expect(otherConnection((db) => db.prepare('SELECT id FROM tasks ORDER BY no').all())).to.deep.equal([{ id: earlier.id }, { id: later.id }]);
+    // Replay from a sequence, and the next event, message and decision of each task.
+    expect((await store.listEvents(later.id, 2, 100)).map((e) => e.type)).to.deep.equal(['tool_call']);
+    expect((await store.appendEvent(later.id, 'status', { status: 'running' })).seq).to.equal(4);
+    expect((await store.appendEvent(earlier.id, 'done', { finalResponse: 'ok' })).seq).to.equal(4);
+    const reply = await store.appendMessage({ id: randomUUID(), taskId: later.id, role: 'assistant', content: 'done', createdAt: new Date().toISOString() });
+    expect(reply.afterSeq).to.equal(4);
+    expect((await store.snapshot(later.id))!.messages.map((m) => m.content)).to.deep.equal(['hello', 'calling', 'done']);
+    const decision = { status: 'approved' as const, outcome: 'proceed_once' as const, reason: null, decidedBy: 'key:k', argsEdited: false, editedArgs: null, decidedAt: new Date().toISOString() };
+    expect(await store.decideApproval(later.id, 'c1', decision)).to.equal(true);
+    expect((await store.getApproval(later.id, 'c1'))!.status).to.equal('approved');
+    // A new task after the migrated ones.
+    const next = newTask();
+    await store.createTask(next, firstMessage());
+    expect(otherConnection((db) => db.prepare('SELECT id FROM tasks ORDER BY no DESC LIMIT 1').get())).to.deep.equal({ id: next.id });
   });
 
   describe('background checkpoints', () => {
