@@ -9,7 +9,6 @@ import type { ToolSession } from './toolRouter.js';
  * the conversation is rebuilt from the store.
  */
 export class TaskSession {
-  readonly sessionId = randomUUID();
   private secrets: Record<string, string> = {};
   private unregister: (() => void) | null = null;
   /** The scrubber of the current secrets. */
@@ -22,7 +21,7 @@ export class TaskSession {
   readonly alwaysAllowed = new Set<string>();
   expiryTimer: NodeJS.Timeout | null = null;
 
-  constructor(readonly taskId: string, private readonly registry: SecretRegistry) {}
+  constructor(readonly taskId: string, private readonly registry: SecretRegistry, readonly sessionId: string = randomUUID()) {}
 
   /** Adds (or replaces) secrets; true when any value changed. */
   addSecrets(secrets: Record<string, string>): boolean {
@@ -70,10 +69,10 @@ export class SessionRegistry {
     return this.sessions.get(taskId);
   }
 
-  /** The task's session, created when there is none. */
-  open(taskId: string): TaskSession {
+  /** The task's session, created when there is none (with `sessionId` when given). */
+  open(taskId: string, sessionId?: string): TaskSession {
     let session = this.sessions.get(taskId);
-    if (!session) this.sessions.set(taskId, (session = new TaskSession(taskId, this.secretRegistry)));
+    if (!session) this.sessions.set(taskId, (session = new TaskSession(taskId, this.secretRegistry, sessionId)));
     if (session.expiryTimer) clearTimeout(session.expiryTimer);
     session.expiryTimer = null;
     return session;

@@ -13,7 +13,7 @@ import { readEvents } from './events.js';
 import { SAMPLING_TOOL_NAME } from './sampling.js';
 import type { EventLog } from './events.js';
 import type { Principal } from './principal.js';
-import type { Scrubber } from './scrubber.js';
+import { Scrubber } from './scrubber.js';
 import type { SessionRegistry } from './sessions.js';
 import { RunAbort } from './runAbort.js';
 import type { TaskRunner } from './taskRunner.js';
@@ -68,8 +68,8 @@ export interface TaskServiceOptions {
 
 /** The task API's operations, independent of HTTP. Every method checks the caller may see the task. */
 export class TaskService {
-  /** Runs queued or executing in this process; `controller` is made when a run starts (a queued one is stopped by taking it out of the queue). */
-  private readonly runs = new Map<string, { controller: AbortController | null; done: Promise<void>; finish: () => void }>();
+  /** Runs queued or executing in this process. */
+  private readonly runs = new Map<string, Run>();
   private accepting = true;
 
   constructor(private readonly options: TaskServiceOptions) {}
@@ -81,15 +81,21 @@ export class TaskService {
     const id = randomUUID();
     const adopted = input.uploads && (await this.options.workspaces.adopt(id, input.uploads));
     const attachedFiles = adopted?.attachedFiles;
-    const session = this.options.sessions.open(id);
-    session.addSecrets(input.secrets ?? {});
-    const scrub = session.scrubber;
+    // A session holds what lives only in memory: secrets, and the model's unscrubbed view of what
+    // they are in. A task without secrets waits in the queue without one: its run opens the session
+    // and reads the conversation from the store, which is then the same. A backlog of queued tasks
+    // thus costs little memory.
+    const secrets = input.secrets ?? {};
+    const session = Object.keys(secrets).length ? this.options.sessions.open(id) : undefined;
+    session?.addSecrets(secrets);
+    const scrub = session?.scrubber ?? Scrubber.NONE;
+    const sessionId = session?.sessionId ?? randomUUID();
     const task: TaskRecord = {
       id,
       projectId: principal.projectId,
       apiKeyId: principal.kind === 'apiKey' ? principal.apiKeyId : null,
       endUserId: principal.kind === 'endUser' ? principal.endUserId : null,
-      sessionId: session.sessionId,
+      sessionId,
       conversationId: randomUUID(),
       status: 'pending',
       message: scrub.text(input.message),
@@ -105,19 +111,19 @@ export class TaskService {
       lastActivityAt: now,
       messageCount: 0,
       runStartSeq: 0,
-      secretKeys: Object.keys(input.secrets ?? {}),
+      secretKeys: Object.keys(secrets),
     };
     try {
       // One atomic write: a task is never stored without its message, and the 201 waits for the commit.
       await store.createTask(task, userMessage(scrub, input.message, attachedFiles, now));
     } catch (err) {
-      await this.options.sessions.close(id);
+      if (session) await this.options.sessions.close(id);
       if (adopted) await this.options.workspaces.remove(id);
       throw err;
     }
     // The model sees the unscrubbed message; only what is stored is scrubbed.
-    session.conversation = [{ role: 'user', content: [{ type: 'text', text: userText(input.message, attachedFiles) }] }];
-    this.schedule(task.id);
+    if (session) session.conversation = [{ role: 'user', content: [{ type: 'text', text: userText(input.message, attachedFiles) }] }];
+    this.schedule(task.id, 'start', sessionId);
     return { id, status: 'pending' };
   }
 
@@ -342,15 +348,14 @@ export class TaskService {
     return this.runs.size;
   }
 
-  private schedule(taskId: string, mode: 'start' | 'resume' = 'start'): void {
-    let finish!: () => void;
-    const done = new Promise<void>((resolve) => (finish = resolve));
-    const run = { controller: null as AbortController | null, done, finish };
+  /** Queues a run; `sessionId` names the session the run opens when the task has none yet. */
+  private schedule(taskId: string, mode: 'start' | 'resume' = 'start', sessionId?: string): void {
+    const run = new Run();
     this.runs.set(taskId, run);
     this.options.queue.enqueue(taskId, async () => {
       const controller = (run.controller = new AbortController());
       try {
-        const session = this.options.sessions.open(taskId);
+        const session = this.options.sessions.open(taskId, sessionId);
         await this.options.runner.run(taskId, session, controller.signal, mode);
       } catch (err) {
         this.options.logger.error({ taskId, err }, 'task run crashed');
@@ -358,7 +363,7 @@ export class TaskService {
         this.runs.delete(taskId);
         this.options.sessions.idle(taskId);
         this.options.workspaces.forgetUsage(taskId);
-        finish();
+        run.finish();
       }
     });
   }
@@ -398,4 +403,28 @@ function within(promise: Promise<unknown>, ms: number): Promise<boolean> {
       resolve(true);
     });
   });
+}
+
+/**
+ * A run of this process, queued or executing. Plain fields, no closures: a burst of creates can
+ * queue tens of thousands of these.
+ */
+class Run {
+  /** Made when the run starts: a queued run is stopped by taking it out of the queue. */
+  controller: AbortController | null = null;
+  private ended = false;
+  private waiters: (() => void)[] | null = null;
+
+  /** Resolves once the run has ended (or was taken out of the queue). */
+  get done(): Promise<void> {
+    if (this.ended) return Promise.resolve();
+    return new Promise((resolve) => (this.waiters ??= []).push(resolve));
+  }
+
+  finish(): void {
+    this.ended = true;
+    const waiters = this.waiters;
+    this.waiters = null;
+    for (const resolve of waiters ?? []) resolve();
+  }
 }

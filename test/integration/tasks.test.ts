@@ -34,6 +34,23 @@ describe('Task routes', () => {
       expect(task.output.content).to.equal('later');
     });
 
+    it('keeps the sessionId a task was created with through its run, with and without secrets', async () => {
+      const local = await startTestAirlock({ env: { AIRLOCK_CONCURRENCY: '1' } });
+      try {
+        const blocker = (await local.api('/tasks', { method: 'POST', json: { message: '/delay 60000' } })).body.data.id;
+        const plain = (await local.api('/tasks', { method: 'POST', json: { message: '/reply plain' } })).body.data.id;
+        const secret = (await local.api('/tasks', { method: 'POST', json: { message: '/reply with a secret', secrets: { TOKEN: 'queued-secret-value' } } })).body.data.id;
+        const queued = await Promise.all([plain, secret].map(async (id) => (await local.api(`/tasks/${id}`)).body.data));
+        expect(queued.map((t) => t.status)).to.deep.equal(['pending', 'pending']);
+        await local.api(`/tasks/${blocker}`, { method: 'DELETE' });
+        const done = await Promise.all([plain, secret].map((id) => waitForStatus(local, id, ['completed'])));
+        expect(done.map((t) => t.sessionId)).to.deep.equal(queued.map((t) => t.sessionId));
+        expect(done.map((t) => t.output.content)).to.deep.equal(['plain', 'with a secret']);
+      } finally {
+        await local.stop();
+      }
+    });
+
     it('validates fields with details and loses nothing', async () => {
       const res = await create({ message: '', autoExecute: 'yes', extra: 1 });
       expect(res.status).to.equal(400);
