@@ -107,7 +107,6 @@ export class TaskRunner {
       return appended;
     };
     emit.settle = () => Promise.all([...inFlight]);
-    const log = logger.child({ taskId });
     const warning = this.options.runWarningFor?.(task.projectId);
     await emit('status', { status: 'running', ...(warning ? { message: warning } : {}) });
 
@@ -132,7 +131,7 @@ export class TaskRunner {
     } catch (err) {
       await closeTools(session);
       await emit.settle().catch(() => undefined);
-      await this.finishAfterError(task, session, err, signal, emit, log);
+      await this.finishAfterError(task, session, err, signal, emit);
       return;
     }
     // Servers are per run: a task that is done holds no processes or connections (a follow-up reopens them).
@@ -146,7 +145,8 @@ export class TaskRunner {
       emit('status', { status: 'completed' }),
       emit('done', { finalResponse }),
     ]);
-    log.info({ event: 'task_completed' }, 'task completed');
+    // The task's id in each line rather than a child logger per run (pino rebuilds its redaction for each child).
+    logger.info({ taskId, event: 'task_completed' }, 'task completed');
   }
 
   private async loop(task: TaskRecord, session: TaskSession, signal: AbortSignal, emit: Emit, unfinished?: UnfinishedTurn): Promise<string> {
@@ -263,22 +263,22 @@ export class TaskRunner {
 
   private async finishAfterError(
     task: TaskRecord, session: TaskSession, err: unknown, signal: AbortSignal,
-    emit: Emit, log: Logger,
+    emit: Emit,
   ): Promise<void> {
-    const { store } = this.options;
+    const { store, logger } = this.options;
     repairConversation(session.conversation);
     const now = new Date().toISOString();
     const abort = signal.aborted && signal.reason instanceof RunAbort ? signal.reason : undefined;
     if (abort?.kind === 'suspend' && (await store.getTask(task.id))?.status === 'awaiting_approval') {
       // Its approvals stay pending in the store; the next process resumes the task once they are decided.
-      log.info({ event: 'task_suspended' }, 'task suspended while it waits for approval');
+      logger.info({ taskId: task.id, event: 'task_suspended' }, 'task suspended while it waits for approval');
       return;
     }
     if (abort?.kind === 'cancel') {
       await store.transitionTask(task.id, ['pending', 'running', 'awaiting_approval'], { status: 'cancelled', completedAt: now });
       await emit('status', { status: 'cancelled' });
       await emit('error', { code: 'CANCELLED', message: 'Task cancelled' });
-      log.info({ event: 'task_cancelled' }, 'task cancelled');
+      logger.info({ taskId: task.id, event: 'task_cancelled' }, 'task cancelled');
       return;
     }
     const message = abort
@@ -290,8 +290,8 @@ export class TaskRunner {
     await store.transitionTask(task.id, ['pending', 'running', 'awaiting_approval'], { status: 'failed', completedAt: now, error });
     await emit('status', { status: 'failed' });
     await emit('error', error);
-    if (abort || err instanceof ModelError || err instanceof RequiredServerError || err instanceof SecretsLostError) log.warn({ event: 'task_failed', reason: error.message }, 'task failed');
-    else log.error({ event: 'task_failed', err: session.scrubber.text(describeError(err)) }, 'task failed with an unexpected error');
+    if (abort || err instanceof ModelError || err instanceof RequiredServerError || err instanceof SecretsLostError) logger.warn({ taskId: task.id, event: 'task_failed', reason: error.message }, 'task failed');
+    else logger.error({ taskId: task.id, event: 'task_failed', err: session.scrubber.text(describeError(err)) }, 'task failed with an unexpected error');
   }
 }
 
