@@ -111,14 +111,23 @@ export class TaskStreams {
       let live: boolean;
       if (afterSeq !== undefined) {
         let cursor = afterSeq;
+        // Each next page is read while the one before it is written (a read crosses to the store's thread).
+        const read = (after: number) => {
+          const page = store.listEvents(taskId, after, REPLAY_PAGE);
+          page.catch(() => undefined); // awaited below, unless the client leaves first
+          return page;
+        };
+        let next = read(cursor);
         for (;;) {
-          const page = await store.listEvents(taskId, cursor, REPLAY_PAGE);
+          const page = await next;
+          const more = page.length === REPLAY_PAGE;
+          if (more) next = read(page.at(-1)!.seq);
           for (const event of page) {
             if (sink.closed) return;
             await write({ event: event.type, data: event.data, id: event.seq });
             cursor = event.seq;
           }
-          if (page.length < REPLAY_PAGE) break;
+          if (!more) break;
         }
         lastSent = cursor;
         const task = await store.getTask(taskId);

@@ -442,9 +442,12 @@ export class SqliteStore implements Store {
   }
 
   async listEvents(taskId: string, afterSeq: number, limit: number, untilSeq = Number.MAX_SAFE_INTEGER): Promise<EventRecord[]> {
-    return this.statements.events.all(taskId, afterSeq, untilSeq, limit).map((row) => ({
-      taskId, seq: row.seq, type: row.type, data: JSON.parse(row.data) as Record<string, unknown>, createdAt: row.created_at,
-    }));
+    return (await this.listEventRows(taskId, afterSeq, limit, untilSeq)).map((row) => eventFromRow(taskId, row));
+  }
+
+  /** listEvents with each event's data still the stored JSON text (cheaper to hand to another thread). */
+  async listEventRows(taskId: string, afterSeq: number, limit: number, untilSeq = Number.MAX_SAFE_INTEGER): Promise<EventRow[]> {
+    return this.statements.events.all(taskId, afterSeq, untilSeq, limit);
   }
 
   async snapshot(taskId: string): Promise<TaskSnapshot | undefined> {
@@ -538,4 +541,16 @@ function keyFromRow(row: KeyRow): ApiKeyRecord {
     id: row.id, projectId: row.project_id, name: row.name, keyHash: row.key_hash, keyPrefix: row.key_prefix,
     createdAt: row.created_at, expiresAt: row.expires_at, revokedAt: row.revoked_at,
   };
+}
+
+/** An event as stored: its data is JSON text. */
+export interface EventRow {
+  seq: number;
+  type: string;
+  data: string;
+  created_at: string;
+}
+
+export function eventFromRow(taskId: string, row: EventRow): EventRecord {
+  return { taskId, seq: row.seq, type: row.type, data: JSON.parse(row.data) as Record<string, unknown>, createdAt: row.created_at };
 }

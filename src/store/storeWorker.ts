@@ -40,7 +40,7 @@ function run([id, method, args]: StoreCall): void {
   try {
     result = method === 'appendEventSeq'
       ? store.appendEvent(...(args as [string, string, Record<string, unknown>])).then(({ seq, createdAt }) => ({ seq, createdAt }))
-      : (store[method] as (...a: unknown[]) => Promise<unknown>)(...args);
+      : (store[method] as (...a: unknown[]) => Promise<unknown>).apply(store, args);
   } catch (err) {
     result = Promise.reject(err);
   }
