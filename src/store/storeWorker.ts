@@ -49,7 +49,7 @@ function run([id, method, args]: StoreCall): void {
 
 port.on('message', (message: ToWorker) => {
   if ('calls' in message) {
-    for (const call of message.calls) run(call);
+    for (const call of message.calls) run(JSON.parse(call) as StoreCall);
     return;
   }
   if (closing) return;
