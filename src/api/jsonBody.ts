@@ -68,8 +68,7 @@ class BodyReader {
   private received = 0;
   private readonly onData = this.data.bind(this);
   private readonly onEnd = this.end.bind(this);
-  private readonly onError = this.done.bind(this);
-  private readonly onAborted = this.aborted.bind(this);
+  private readonly onError = this.failed.bind(this);
 
   constructor(
     private readonly req: IncomingMessage,
@@ -80,8 +79,8 @@ class BodyReader {
   ) {
     req.on('data', this.onData);
     req.on('end', this.onEnd);
+    // A client that goes away mid-body ends the request with an 'error' (ECONNRESET, "aborted").
     req.on('error', this.onError);
-    req.on('aborted', this.onAborted);
   }
 
   private data(chunk: Buffer): void {
@@ -96,8 +95,8 @@ class BodyReader {
     this.done(null, chunks.length === 1 ? chunks[0]!.toString('utf8') : Buffer.concat(chunks, this.received).toString('utf8'));
   }
 
-  private aborted(): void {
-    this.done(new ServiceError('VALIDATION_ERROR', 'The request was aborted before its body arrived'));
+  private failed(err: Error & { code?: string }): void {
+    this.done(err.code === 'ECONNRESET' ? new ServiceError('VALIDATION_ERROR', 'The request was aborted before its body arrived') : err);
   }
 
   private done(err: Error | null, text = ''): void {
@@ -105,7 +104,6 @@ class BodyReader {
     req.off('data', this.onData);
     req.off('end', this.onEnd);
     req.off('error', this.onError);
-    req.off('aborted', this.onAborted);
     if (!err) return this.resolve(text);
     // The rest of the body is not wanted; node reads and drops it, keeping the connection usable.
     req.resume();

@@ -91,6 +91,20 @@ describe('JSON request bodies', () => {
     expect(whole.status).to.equal(413);
   });
 
+  it('drops a request whose client goes away mid-body, creates nothing, and goes on', async () => {
+    const before = (await airlock.api('/tasks?includeHidden=true')).body.pagination.total;
+    await new Promise<void>((resolve) => {
+      const req = request(`${airlock.url}/api/v1/tasks`, { method: 'POST', headers: { authorization: `Bearer ${TEST_KEY}`, 'content-type': 'application/json', 'content-length': '2000' } });
+      req.on('error', () => resolve());
+      req.write('{"message":"/reply never');
+      setTimeout(() => req.destroy(), 100);
+    });
+    const after = await create([JSON.stringify({ message: '/reply after the abort' })]);
+    expect(after.status).to.equal(201);
+    await waitForStatus(airlock, after.body.data.id, ['completed']);
+    expect((await airlock.api('/tasks?includeHidden=true')).body.pagination.total).to.equal(before + 1);
+  });
+
   it('parses the JSON bodies of approve and follow-up routes the same way', async () => {
     const res = await create([JSON.stringify({ message: '/reply first' })]);
     await waitForStatus(airlock, res.body.data.id, ['completed']);
