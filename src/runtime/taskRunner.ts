@@ -217,14 +217,14 @@ export class TaskRunner {
         void emit('content', { text, isPartial: false });
         answers.push(text);
       }
-      // The turn's last events and its usage share one commit (the store applies writes in call order).
-      await Promise.all([emit.settle(), usage.add(end.usage, 1)]);
+      const next: NextStep = nextStep(end.content);
+      // The turn's last events, its usage and a final answer's message share one commit (the store
+      // applies writes in call order, so the message still comes after the events it follows).
+      await Promise.all([emit.settle(), usage.add(end.usage, 1), next.kind === 'final' && this.storeAssistant(task.id, session, text, thoughts, [])]);
       conversation.push({ role: 'assistant', content: end.content });
 
-      const next: NextStep = nextStep(end.content);
       switch (next.kind) {
         case 'final':
-          await this.storeAssistant(task.id, session, text, thoughts, []);
           return answers.join('\n\n');
         case 'tools': {
           const turnContext = { task, project, session, signal, emit, waiting };
