@@ -94,8 +94,7 @@ export class TaskRunner {
     const task = await store.getTask(taskId);
     if (!task) return;
     const from: TaskStatus[] = mode === 'resume' ? ['awaiting_approval'] : ['pending', 'running'];
-    const moved = await store.transitionTask(taskId, from, { status: 'running', startedAt: task.startedAt ?? started, sessionId: session.sessionId });
-    if (!moved) return; // cancelled while it waited in the queue (or resumed by a concurrent approval)
+    if (!from.includes(task.status)) return; // cancelled while it waited in the queue (or resumed by a concurrent approval)
     // Appends take their sequence number when called, so high-rate events (deltas, progress) are not
     // awaited one by one: they share group commits, and `settle` waits for all of them where order
     // against task state matters (turn ends, the final status).
@@ -108,7 +107,17 @@ export class TaskRunner {
     };
     emit.settle = () => Promise.all([...inFlight]);
     const warning = this.options.runWarningFor?.(task.projectId);
-    await emit('status', { status: 'running', ...(warning ? { message: warning } : {}) });
+    // The status and its event commit together. Only this process's queue starts a run of the task,
+    // so the status read above still holds, unless it changed meanwhile: then the run ends here (and
+    // its running event, already on its way, is followed by nothing).
+    const [moved] = await Promise.all([
+      store.transitionTask(taskId, from, { status: 'running', startedAt: task.startedAt ?? started, sessionId: session.sessionId }),
+      emit('status', { status: 'running', ...(warning ? { message: warning } : {}) }),
+    ]);
+    if (!moved) {
+      logger.warn({ taskId, event: 'run_not_started' }, 'the task changed status as its run started; the run ends');
+      return;
+    }
 
     let finalResponse = '';
     try {
