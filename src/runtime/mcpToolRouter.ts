@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Tool } from '@modelcontextprotocol/client';
 import type { Logger } from 'pino';
@@ -129,7 +129,15 @@ export class McpToolRouter implements ToolRouter {
   async lease(request: ToolSessionRequest, name: string, config: McpServerConfig, variables: Record<string, string>, launch?: { command: string; args: string[] }): Promise<Lease> {
     const { pool, sandbox } = this.options;
     const stdio = config.type === 'stdio';
-    if (stdio) await request.prepareWorkspace();
+    // The workspace (with uploads/ and downloads/) is made when a process first runs in it; tasks
+    // that start none never make one. A configured cwd inside it is made too (the config schema
+    // allows only relative paths without `..`, src/config.ts, so it stays inside).
+    let cwd: string | undefined;
+    if (stdio) {
+      await request.prepareWorkspace();
+      cwd = config.cwd ? join(request.workspaceDir, config.cwd) : request.workspaceDir;
+      if (config.cwd) await mkdir(cwd, { recursive: true });
+    }
     // A stdio server's environment is the task's env and secrets (then the server's own config env),
     // not Airlock's: HOME defaults to the workspace (as the process sees it) and PATH to Airlock's.
     const env = stdio ? { HOME: this.workspacePath(request), PATH: process.env.PATH ?? '/usr/bin:/bin', ...variables, ...(config.env ?? {}) } : undefined;
@@ -138,7 +146,7 @@ export class McpToolRouter implements ToolRouter {
     return pool.acquire({
       key, projectId: request.projectId, serverName: name, config,
       ...(stdio ? {
-        env, cwd: resolveCwd(request.workspaceDir, config.cwd),
+        env, cwd,
         ...(launch ? { launch } : {}),
         ...(sandbox ? { sandbox: { sandbox, workspaceDir: request.workspaceDir, network } } : {}),
       } : {}),
@@ -274,14 +282,6 @@ function filterTools(tools: Tool[], config: McpServerConfig): Tool[] {
     && !config.excludeTools?.some((pattern) => globMatch(pattern, tool.name)));
 }
 
-
-// The config schema allows only relative paths without `..` (src/config.ts), so this stays inside.
-// The workspace is made here, when a server first runs in it: tasks without tools never make one.
-function resolveCwd(workspaceDir: string, cwd: string | undefined): string {
-  const path = cwd ? join(workspaceDir, cwd) : workspaceDir;
-  mkdirSync(path, { recursive: true });
-  return path;
-}
 
 function errorResult(text: string): ToolResult {
   return { content: [{ type: 'text', text }], isError: true };

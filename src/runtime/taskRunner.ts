@@ -34,7 +34,6 @@ export interface TaskRunnerOptions {
   modelFor: (projectId: string) => ModelClient;
   /** The whole system prompt of a task. */
   systemPromptFor: (task: TaskRecord) => string;
-  /** The task's workspace directory, created if needed. */
   /** The task's workspace directory, created if it is not there yet. */
   workspaceFor: (taskId: string) => Promise<string>;
   /** Where the task's workspace directory is (or will be): nothing is created. */

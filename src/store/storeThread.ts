@@ -25,7 +25,7 @@ export interface SerializedError {
  */
 export type ToWorker = { calls: string[] } | { close: true };
 /** Messages from the worker: answers, or the store's open result. */
-export type FromWorker = { answers: StoreAnswer[] } | { opened: true } | { openFailed: SerializedError } | { closed: true };
+export type FromWorker = { answers: StoreAnswer[] } | { opened: true } | { openFailed: SerializedError };
 
 /**
  * The Store on a thread of its own: every call is sent to a worker that runs the SqliteStore (its

@@ -55,10 +55,9 @@ port.on('message', (message: ToWorker) => {
   if (closing) return;
   closing = true;
   void store.close().finally(() => {
-    // Answers of the last calls go out before the thread ends.
+    // Answers of the last calls go out before the thread ends (closing the port ends it).
     setImmediate(() => {
       flush();
-      port.postMessage({ closed: true } satisfies FromWorker);
       port.close();
     });
   });
