@@ -7,13 +7,17 @@ import type { FromWorker, StoreAnswer, StoreCall, ToWorker } from './storeThread
 const port = parentPort!;
 const { path, options } = workerData as { path: string; options: { backgroundCheckpoints?: boolean } };
 
-let store: SqliteStore;
-try {
-  store = new SqliteStore(path, options);
-} catch (err) {
-  port.postMessage({ openFailed: serializeError(err) } satisfies FromWorker);
-  port.close();
-  throw err;
+const store = openStore();
+
+/** The store, or undefined when the database cannot be opened: the opener is told why, and the thread ends. */
+function openStore(): SqliteStore | undefined {
+  try {
+    return new SqliteStore(path, options);
+  } catch (err) {
+    port.postMessage({ openFailed: serializeError(err) } satisfies FromWorker);
+    port.close();
+    return undefined;
+  }
 }
 
 let answers: StoreAnswer[] = [];
@@ -35,7 +39,7 @@ function flush(): void {
   answers = [];
 }
 
-function run([id, method, args]: StoreCall): void {
+function run(store: SqliteStore, [id, method, args]: StoreCall): void {
   let result: Promise<unknown>;
   try {
     result = method === 'appendEventSeq'
@@ -47,20 +51,22 @@ function run([id, method, args]: StoreCall): void {
   result.then((value) => answer([id, true, value]), (err: unknown) => answer([id, false, serializeError(err)]));
 }
 
-port.on('message', (message: ToWorker) => {
-  if ('calls' in message) {
-    for (const call of message.calls) run(JSON.parse(call) as StoreCall);
-    return;
-  }
-  if (closing) return;
-  closing = true;
-  void store.close().finally(() => {
-    // Answers of the last calls go out before the thread ends (closing the port ends it).
-    setImmediate(() => {
-      flush();
-      port.close();
+if (store) {
+  port.on('message', (message: ToWorker) => {
+    if ('calls' in message) {
+      for (const call of message.calls) run(store, JSON.parse(call) as StoreCall);
+      return;
+    }
+    if (closing) return;
+    closing = true;
+    void store.close().finally(() => {
+      // Answers of the last calls go out before the thread ends (closing the port ends it).
+      setImmediate(() => {
+        flush();
+        port.close();
+      });
     });
   });
-});
 
-port.postMessage({ opened: true } satisfies FromWorker);
+  port.postMessage({ opened: true } satisfies FromWorker);
+}
