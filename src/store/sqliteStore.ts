@@ -245,12 +245,18 @@ export class SqliteStore implements Store {
    */
   private write<T>(fn: () => T): Promise<T> {
     if (!this.db.open) return Promise.reject(new Error('the store is closed'));
+    // A group whose transaction SQLite already rolled back (an error in a statement outside write())
+    // fails now: this write must not run outside a transaction and be reported with it.
+    if (this.group && !this.db.inTransaction) this.abort(new Error('the transaction was rolled back by an earlier error'));
     let group = this.group;
     if (!group) {
       this.statements.begin.run();
       let resolve!: () => void;
       let reject!: (err: unknown) => void;
       const committed = new Promise<void>((res, rej) => { resolve = res; reject = rej; });
+      // Each write's promise carries a failure to its caller; a group whose only write failed on
+      // its own must not also raise an unhandled rejection.
+      committed.catch(() => undefined);
       this.group = group = { committed, resolve, reject };
       setImmediate(() => this.commit());
     }
@@ -258,6 +264,10 @@ export class SqliteStore implements Store {
     try {
       value = fn();
     } catch (err) {
+      // Some errors (a full disk, I/O, RAISE(ROLLBACK)) roll back the whole transaction: the group's
+      // earlier writes are lost and fail with this cause, and later writes start a new group, rather
+      // than run one by one outside a transaction and be reported failed at its COMMIT.
+      if (this.group === group && !this.db.inTransaction) this.abort(err);
       return Promise.reject(err);
     }
     // Every write of the group waits on the one commit promise; only a write with a value needs its own.

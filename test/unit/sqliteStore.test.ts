@@ -137,6 +137,28 @@ describe('SqliteStore', () => {
     });
   });
 
+  describe('group commits', () => {
+    it('fails the writes of a transaction SQLite rolled back, and commits the later writes of the same turn in a new one', async () => {
+      const [before, poisoned, after] = [newTask(), newTask(), newTask()];
+      for (const task of [before, poisoned, after]) await store.createTask(task, firstMessage());
+      // An error that rolls back the whole transaction, as a full disk or an I/O error can.
+      const db = new Database(path);
+      db.prepare(`CREATE TRIGGER lose_transaction BEFORE INSERT ON events WHEN NEW.task_no = (SELECT no FROM tasks WHERE id = '${poisoned.id}') BEGIN SELECT RAISE(ROLLBACK, 'rolled back'); END`).run();
+      db.close();
+      const results = await Promise.allSettled([
+        store.appendEvent(before.id, 'content', { text: 'a' }),
+        store.appendEvent(poisoned.id, 'content', { text: 'b' }),
+        store.appendEvent(after.id, 'content', { text: 'c' }),
+      ]);
+      expect(results.map((r) => r.status)).to.deep.equal(['rejected', 'rejected', 'fulfilled']);
+      expect((results[0] as PromiseRejectedResult).reason.message).to.equal('rolled back');
+      // What each caller was told is what the file holds.
+      const stored = otherConnection((other) => other.prepare('SELECT t.id AS id, e.seq AS seq FROM events e JOIN tasks t ON t.no = e.task_no').all());
+      expect(stored).to.deep.equal([{ id: after.id, seq: 1 }]);
+      expect((await store.appendEvent(before.id, 'content', { text: 'again' })).seq).to.equal(1);
+    });
+  });
+
   describe('#appendEvent()', () => {
     it('numbers each task\'s events 1, 2, 3… in call order, also when appends are not awaited one by one', async () => {
       const a = newTask();
