@@ -90,7 +90,9 @@ export class TaskRunner {
   async run(taskId: string, session: TaskSession, signal: AbortSignal, mode: 'start' | 'resume' = 'start'): Promise<void> {
     const { store, logger } = this.options;
     const started = new Date().toISOString();
-    const task = await store.getTask(taskId);
+    // A run without the conversation in memory (a task queued without a session) reads it in the
+    // same round trip as the task: nothing adds a message while the task is pending or running.
+    const [task, stored] = await Promise.all([store.getTask(taskId), mode === 'start' && !session.conversation ? store.listMessages(taskId) : undefined]);
     if (!task) return;
     const from: TaskStatus[] = mode === 'resume' ? ['awaiting_approval'] : ['pending', 'running'];
     if (!from.includes(task.status)) return; // cancelled while it waited in the queue (or resumed by a concurrent approval)
@@ -134,7 +136,7 @@ export class TaskRunner {
         // A follow-up to a task whose session expired (or outlived a restart) without its secrets.
         await emit('status', { status: 'running', message: `The task's secrets (${missing.join(', ')}) ended with its previous session; this run goes on without them. Send them with a follow-up if the task needs them.` });
       }
-      session.conversation ??= conversationFromMessages(await store.listMessages(taskId));
+      session.conversation ??= conversationFromMessages(stored ?? (await store.listMessages(taskId)));
       finalResponse = await this.loop(task, session, signal, emit, unfinished);
     } catch (err) {
       await closeTools(session);
