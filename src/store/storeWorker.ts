@@ -26,9 +26,18 @@ let closing = false;
 
 function answer(item: StoreAnswer): void {
   answers.push(item);
+  scheduleFlush();
+}
+
+/**
+ * Answers go out in one message, after the commit that settled them. The store commits at
+ * setImmediate, so a flush scheduled once a batch of calls has run comes right after that commit
+ * and its promise callbacks, in the same check phase: the answers do not wait a loop iteration
+ * more, behind the next batch of calls.
+ */
+function scheduleFlush(): void {
   if (flushing) return;
   flushing = true;
-  // After the commit that settled this call: the other calls of its group settle in the same turn.
   setImmediate(flush);
 }
 
@@ -55,6 +64,7 @@ if (store) {
   port.on('message', (message: ToWorker) => {
     if ('calls' in message) {
       for (const call of message.calls) run(store, JSON.parse(call) as StoreCall);
+      scheduleFlush();
       return;
     }
     if (closing) return;
