@@ -75,13 +75,17 @@ export async function createTask(baseUrl: string, message: string): Promise<stri
 }
 
 /** Waits until /healthz shows no running or queued task; returns the wait in ms, or -1 past `timeoutMs`. */
-export async function waitForIdle(baseUrl: string, timeoutMs: number): Promise<{ ms: number; running: number; queued: number }> {
+export async function waitForIdle(baseUrl: string, timeoutMs: number, stallMs = Infinity): Promise<{ ms: number; running: number; queued: number }> {
   const start = performance.now();
+  let last = { left: -1, at: start };
   for (;;) {
     const health = (await (await fetch(`${baseUrl}/healthz`)).json()) as { data: { runningTasks: number; queuedTasks: number } };
     const { runningTasks: running, queuedTasks: queued } = health.data;
-    if (running === 0 && queued === 0) return { ms: performance.now() - start, running, queued };
-    if (performance.now() - start > timeoutMs) return { ms: -1, running, queued };
+    const now = performance.now();
+    if (running === 0 && queued === 0) return { ms: now - start, running, queued };
+    if (running + queued !== last.left) last = { left: running + queued, at: now };
+    // A backlog that does not move (tasks that wait in their model turn) will not drain in time.
+    if (now - start > timeoutMs || now - last.at > stallMs) return { ms: -1, running, queued };
     await sleep(50);
   }
 }
