@@ -1,4 +1,8 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { expect } from 'chai';
+import { SqliteStore } from '../../src/store/sqliteStore.js';
 import { hashApiKey } from '../../src/runtime/apiKeys.js';
 import { startTestAirlock, waitFor, waitForStatus } from '../support/harness.js';
 import type { TestAirlock } from '../support/harness.js';
@@ -257,6 +261,31 @@ describe('Task routes', () => {
         await local.api(`/tasks/${first}`, { method: 'DELETE' });
       } finally {
         await local.stop();
+      }
+    });
+
+    it('fails every task still waiting in the queue at a shutdown, each with its status and error events', async () => {
+      const dataDir = await mkdtemp(join(tmpdir(), 'airlock-test-'));
+      try {
+        const local = await startTestAirlock({ dataDir, env: { AIRLOCK_CONCURRENCY: '1' }, config: { server: { shutdownGraceMs: 100 } } });
+        const first = (await local.api('/tasks', { method: 'POST', json: { message: '/delay 60000' } })).body.data.id;
+        const queued = await Promise.all([1, 2, 3].map(async (n) => (await local.api('/tasks', { method: 'POST', json: { message: `/reply queued ${n}` } })).body.data.id as string));
+        await waitForStatus(local, first, ['running']);
+        await local.stop();
+        const store = new SqliteStore(join(dataDir, 'airlock.db'));
+        try {
+          for (const id of queued) {
+            const task = (await store.getTask(id))!;
+            expect(task.status).to.equal('failed');
+            expect(task.error!.message).to.match(/shut down before this task started/);
+            const events = await store.listEvents(id, 0, 100);
+            expect(events.map((e) => [e.type, e.data.status ?? e.data.code])).to.deep.equal([['status', 'failed'], ['error', 'EXECUTION_ERROR']]);
+          }
+        } finally {
+          await store.close();
+        }
+      } finally {
+        await rm(dataDir, { recursive: true, force: true });
       }
     });
 
