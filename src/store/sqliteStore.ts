@@ -7,6 +7,8 @@ import type {
 } from './store.js';
 
 const SCHEMA_VERSION = 6;
+/** How many tasks' event numbering SqliteStore keeps at hand (eventTails). */
+const EVENT_TAILS = 4_096;
 
 /** The columns of a task row besides its key `no`, in the order insertTask binds them. */
 const TASK_COLUMNS = `id, project_id, api_key_id, end_user_id, session_id, conversation_id, status, message, system_prompt,
@@ -147,6 +149,13 @@ export class SqliteStore implements Store {
    */
   private readonly atomically: <T>(fn: () => T) => T;
   private readonly checkpointer: WalCheckpointer | null = null;
+  /**
+   * The key and last event number of tasks this store appended events to lately, so that their next
+   * event is a plain INSERT instead of one that looks the task up and finds its MAX(seq) first.
+   * Emptied when a group is rolled back (its numbers were never stored); an entry that another
+   * connection made stale shows as a primary-key conflict and is looked up again.
+   */
+  private readonly eventTails = new Map<string, { no: number; seq: number }>();
   /** Settles when the open group transaction commits; null when none is open. */
   private group: { committed: Promise<void>; resolve: () => void; reject: (err: unknown) => void } | null = null;
 
@@ -224,8 +233,9 @@ export class SqliteStore implements Store {
       // One statement: the next sequence number, and nothing when the task does not exist.
       // last_activity_at is not touched per event: it is indexed, and messages and status changes
       // mark activity well enough for listing, at a fraction of the writes.
-      insertEvent: db.prepare<[string, string, string, string], { seq: number }>(`INSERT INTO events (task_no, seq, type, data, created_at)
-        SELECT no, ${lastSeq} + 1, ?, ?, ? FROM tasks WHERE id = ? RETURNING seq`),
+      insertEvent: db.prepare<[string, string, string, string], { task_no: number; seq: number }>(`INSERT INTO events (task_no, seq, type, data, created_at)
+        SELECT no, ${lastSeq} + 1, ?, ?, ? FROM tasks WHERE id = ? RETURNING task_no, seq`),
+      insertEventAt: db.prepare<[number, number, string, string, string]>('INSERT INTO events (task_no, seq, type, data, created_at) VALUES (?, ?, ?, ?, ?)'),
       events: db.prepare<[string, number, number, number], { seq: number; type: string; data: string; created_at: string }>(
         `SELECT seq, type, data, created_at FROM events WHERE task_no = ${taskNo} AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?`),
       lastSeqByNo: db.prepare<[number], { last_seq: number }>('SELECT COALESCE(MAX(seq), 0) AS last_seq FROM events WHERE task_no = ?'),
@@ -292,6 +302,7 @@ export class SqliteStore implements Store {
   private abort(err: unknown): void {
     const group = this.group!;
     this.group = null;
+    this.eventTails.clear();
     try {
       this.statements.rollback.run();
     } catch {
@@ -444,8 +455,21 @@ export class SqliteStore implements Store {
     const createdAt = new Date().toISOString();
     const json = JSON.stringify(data);
     const seq = await this.write(() => {
+      const tail = this.eventTails.get(taskId);
+      if (tail) {
+        try {
+          this.statements.insertEventAt.run(tail.no, tail.seq + 1, type, json, createdAt);
+          return ++tail.seq;
+        } catch (err) {
+          if ((err as { code?: string }).code !== 'SQLITE_CONSTRAINT_PRIMARYKEY') throw err;
+          this.eventTails.delete(taskId);
+        }
+      }
       const row = this.statements.insertEvent.get(type, json, createdAt, taskId);
       if (!row) throw new Error(`no task ${taskId}`);
+      // Insertion order is age order: past the bound, the oldest entry goes.
+      if (this.eventTails.size >= EVENT_TAILS) this.eventTails.delete(this.eventTails.keys().next().value!);
+      this.eventTails.set(taskId, { no: row.task_no, seq: row.seq });
       return row.seq;
     });
     return { taskId, seq, type, data, createdAt };

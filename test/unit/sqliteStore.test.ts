@@ -157,6 +157,20 @@ describe('SqliteStore', () => {
       expect(stored).to.deep.equal([{ id: after.id, seq: 1 }]);
       expect((await store.appendEvent(before.id, 'content', { text: 'again' })).seq).to.equal(1);
     });
+
+    it('numbers a task\'s next event after its last stored one when a group with its events was rolled back (no gap)', async () => {
+      const [task, poisoned] = [newTask(), newTask()];
+      for (const t of [task, poisoned]) await store.createTask(t, firstMessage());
+      expect((await store.appendEvent(task.id, 'content', { text: 'kept' })).seq).to.equal(1);
+      const db = new Database(path);
+      db.prepare(`CREATE TRIGGER lose_transaction BEFORE INSERT ON events WHEN NEW.task_no = (SELECT no FROM tasks WHERE id = '${poisoned.id}') BEGIN SELECT RAISE(ROLLBACK, 'rolled back'); END`).run();
+      db.close();
+      const results = await Promise.allSettled([store.appendEvent(task.id, 'content', { text: 'lost' }), store.appendEvent(poisoned.id, 'content', { text: 'x' })]);
+      expect(results.map((r) => r.status)).to.deep.equal(['rejected', 'rejected']);
+      // Event 2 was never stored: the next event is 2 again, not 3.
+      expect((await store.appendEvent(task.id, 'content', { text: 'next' })).seq).to.equal(2);
+      expect((await store.listEvents(task.id, 0, 10)).map((e) => [e.seq, e.data.text])).to.deep.equal([[1, 'kept'], [2, 'next']]);
+    });
   });
 
   describe('#appendEvent()', () => {
@@ -171,6 +185,20 @@ describe('SqliteStore', () => {
       ]);
       expect(appended.map((event) => [event.data.text, event.seq])).to.deep.equal([['a1', 1], ['b1', 1], ['a2', 2], ['a3', 3]]);
       expect((await store.listEvents(a.id, 0, 10)).map((event) => event.seq)).to.deep.equal([1, 2, 3]);
+    });
+
+    it('numbers on after events another connection appended to the same task meanwhile', async () => {
+      const task = newTask();
+      await store.createTask(task, firstMessage());
+      expect((await store.appendEvent(task.id, 'content', { text: 'a1' })).seq).to.equal(1);
+      const other = new SqliteStore(path);
+      try {
+        expect((await other.appendEvent(task.id, 'content', { text: 'b2' })).seq).to.equal(2);
+      } finally {
+        await other.close();
+      }
+      expect((await store.appendEvent(task.id, 'content', { text: 'a3' })).seq).to.equal(3);
+      expect((await store.listEvents(task.id, 0, 10)).map((e) => e.data.text)).to.deep.equal(['a1', 'b2', 'a3']);
     });
 
     it('refuses an event of a task that does not exist', async () => {
