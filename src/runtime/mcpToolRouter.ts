@@ -68,6 +68,19 @@ function lazyEntry(name: string, config: McpServerConfig, scrubber: Scrubber, op
   return entry;
 }
 
+/** `settled`, or the task's abort if that comes first (a cancelled task does not wait on another task's server). */
+function untilSettled(settled: Promise<void>, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    void settled.then(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    });
+  });
+}
+
 /** Routes a task's tool calls to its project's MCP servers through the pool. */
 export class McpToolRouter implements ToolRouter {
   /**
@@ -75,6 +88,13 @@ export class McpToolRouter implements ToolRouter {
    * server process only when the model first calls one of them.
    */
   builtinTools: Tool[] | null = null;
+  /**
+   * Settles when the session that is listing the built-in tools for the first time has listed them
+   * or failed to. Sessions opened meanwhile wait for it rather than each start a process of its own:
+   * a burst of new tasks on a fresh Airlock would otherwise start one sandboxed server per task just
+   * to learn the same list.
+   */
+  private builtinListing: Promise<void> | null = null;
 
   constructor(private readonly options: McpToolRouterOptions) {}
 
@@ -90,11 +110,12 @@ export class McpToolRouter implements ToolRouter {
       // run_shell_command enforces its own limit (at most 600 s); the pool's must not cut it short.
       const config: McpServerConfig = { type: 'stdio', command: launch.command, args: launch.args, required: true, toolTimeout: BUILTIN_TOOL_TIMEOUT_MS };
       const scrubber = new Scrubber(secretValues);
-      if (this.builtinTools) {
-        attempts.push(Promise.resolve(lazyEntry(BUILTIN_SERVER, config, scrubber, () => this.lease(request, BUILTIN_SERVER, config, request.variables, launch))));
-      } else {
-        attempts.push(this.connect(request, BUILTIN_SERVER, config, request.variables, scrubber, launch));
-      }
+      const lazy = () => lazyEntry(BUILTIN_SERVER, config, scrubber, () => this.lease(request, BUILTIN_SERVER, config, request.variables, launch));
+      const connect = () => this.connect(request, BUILTIN_SERVER, config, request.variables, scrubber, launch);
+      if (this.builtinTools) attempts.push(Promise.resolve(lazy()));
+      // Listed by then: a lazy entry. The listing failed: this session tries for itself.
+      else if (this.builtinListing) attempts.push(untilSettled(this.builtinListing, request.signal).then(() => (this.builtinTools ? lazy() : connect())));
+      else attempts.push(this.listBuiltinTools(connect(), request.signal));
     }
     for (const [name, config] of wanted) {
       const resolution = resolveTemplates(config, request.variables);
@@ -123,6 +144,21 @@ export class McpToolRouter implements ToolRouter {
 
   async close(): Promise<void> {
     await this.options.pool.close();
+  }
+
+  /** Connects the built-in server for the first session that needs its tools, and lists them for every session. */
+  private listBuiltinTools(connecting: Promise<ServerEntry | undefined>, signal: AbortSignal): Promise<ServerEntry | undefined> {
+    const listed = connecting.then(async (entry) => {
+      // A failure here is the session's to report, when its own listTools meets it.
+      if (entry) this.builtinTools ??= await (await entry.lease).connection.listTools({ signal }).catch(() => null);
+      return entry;
+    });
+    const settled = listed.then(() => undefined, () => undefined);
+    this.builtinListing = settled;
+    void settled.then(() => {
+      if (this.builtinListing === settled) this.builtinListing = null;
+    });
+    return listed;
   }
 
   /** Leases a connection to one server for one task from the pool. */

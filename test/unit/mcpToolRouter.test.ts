@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import type { Logger } from 'pino';
-import { startEchoHttpServer } from '../../fixtures/mcp/echoServer.js';
+import { echoStdioCommand, startEchoHttpServer } from '../../fixtures/mcp/echoServer.js';
 import type { EchoHttpServer, HttpWhoami } from '../../fixtures/mcp/echoServer.js';
 import type { McpPoolConfig, McpServerConfig } from '../../src/config.js';
 import { McpPool } from '../../src/mcp/mcpPool.js';
@@ -258,6 +258,47 @@ describe('mcpToolRouter', () => {
         const session = await open(router({ off: { type: 'http', url: UNREACHABLE, enabled: false }, echo: { type: 'http', url: echo.url } }), req);
         expect(statuses).to.deep.equal([]);
         expect((await session.listTools()).map((tool) => tool.name).filter((name) => name.startsWith('off__'))).to.deep.equal([]);
+      });
+
+      describe('the built-in server', () => {
+        const withBuiltin = () => new McpToolRouter({ pool, projects: { [PROJECT]: {} }, poolConfig: POOL_CONFIG, builtin: () => echoStdioCommand(), logger: pino({ level: 'silent' }) });
+
+        it('starts one process to list its tools for sessions opened at the same time, and one per task only when a tool is called', async () => {
+          const target = withBuiltin();
+          const opened = await Promise.all(['task-1', 'task-2', 'task-3', 'task-4'].map((id) => open(target, request({}, [], id).request)));
+          const lists = await Promise.all(opened.map((session) => session.listTools()));
+          for (const tools of lists) expect(tools.map((tool) => tool.name)).to.include('echo');
+          expect(pool.stats().connects).to.equal(1);
+          expect(textOf(await call(opened[3]!, 'echo', { text: 'hi' }))).to.match(/hi/);
+          expect(pool.stats().connects).to.equal(2);
+        });
+
+        it('lets a waiting session start a process of its own when the first one fails to list the tools', async () => {
+          let starts = 0;
+          // The first launch is a process that exits at once; the next ones are the echo server.
+          const target = new McpToolRouter({
+            pool, projects: { [PROJECT]: {} }, poolConfig: POOL_CONFIG, logger: pino({ level: 'silent' }),
+            builtin: () => (starts++ === 0 ? { command: process.execPath, args: ['-e', 'process.exit(3)'] } : echoStdioCommand()),
+          });
+          const [first, second] = await Promise.allSettled([target.openSession(request({}, [], 'task-1').request), target.openSession(request({}, [], 'task-2').request)]);
+          expect(first.status).to.equal('rejected');
+          expect(String((first as PromiseRejectedResult).reason)).to.match(/required but could not be connected/);
+          expect(second.status).to.equal('fulfilled');
+          const session = (second as PromiseFulfilledResult<ToolSession>).value;
+          sessions.push(session);
+          expect((await session.listTools()).map((tool) => tool.name)).to.include('echo');
+          expect(starts).to.equal(2);
+        });
+
+        it('stops waiting for another session\'s listing when its own task is cancelled', async () => {
+          const target = withBuiltin();
+          const lister = open(target, request({}, [], 'task-1').request);
+          const { request: cancelled, controller } = request({}, [], 'task-2');
+          const waiting = target.openSession(cancelled);
+          controller.abort(new Error('cancelled'));
+          expect(String(await rejection(waiting))).to.match(/cancelled/);
+          await (await lister).close();
+        });
       });
 
       it('opens an empty session for a project without servers', async () => {
