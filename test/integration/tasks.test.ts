@@ -359,4 +359,15 @@ describe('Task routes', () => {
     expect(line.ms).to.be.a('number');
     expect(JSON.stringify(line)).not.to.include(airlock.key);
   });
+
+  it('scrubs a live secret\'s value out of the request line too', async () => {
+    const secret = 'request-line-canary-7f3a';
+    const created = await airlock.api('/tasks', { method: 'POST', json: { message: '/delay 60000', secrets: { TOKEN: secret } } });
+    expect(created.status).to.equal(201);
+    await airlock.api('/tasks?limit=1', { headers: { 'x-request-id': secret } });
+    const line = await waitFor(() => airlock.logs.map((text) => JSON.parse(text)).find((entry) => entry.msg === 'request' && entry.path === '/api/v1/tasks' && entry.method === 'GET' && entry.requestId === '[secret:TOKEN]'), 'the scrubbed request line');
+    expect(line.status).to.equal(200);
+    expect(airlock.logs.join('\n')).not.to.include(secret);
+    await airlock.api(`/tasks/${created.body.data.id}`, { method: 'DELETE' });
+  });
 });
