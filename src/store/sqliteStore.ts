@@ -153,7 +153,9 @@ export class SqliteStore implements Store {
    * The key and last event number of tasks this store appended events to lately, so that their next
    * event is a plain INSERT instead of one that looks the task up and finds its MAX(seq) first.
    * Emptied when a group is rolled back (its numbers were never stored); an entry that another
-   * connection made stale shows as a primary-key conflict and is looked up again.
+   * connection made stale shows as a primary-key conflict and is looked up again. A task row is
+   * only ever deleted by createTask's undo, before it can have events; should tasks be deleted
+   * otherwise, their entries must go with them (events have no foreign key to check the key).
    */
   private readonly eventTails = new Map<string, { no: number; seq: number }>();
   /** Settles when the open group transaction commits; null when none is open. */
