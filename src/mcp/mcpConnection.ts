@@ -304,7 +304,8 @@ function allAborted(signals: AbortSignal[]): AbortSignal {
   return controller.signal;
 }
 
-function untilAborted<T>(promise: Promise<T>, signal?: AbortSignal): Promise<T> {
+/** `promise`, or the signal's reason once it aborts first. */
+export function untilAborted<T>(promise: Promise<T>, signal?: AbortSignal): Promise<T> {
   if (!signal) return promise;
   if (signal.aborted) return Promise.reject(signal.reason);
   return new Promise<T>((resolve, reject) => {

@@ -4,7 +4,7 @@ import type { Tool } from '@modelcontextprotocol/client';
 import type { Logger } from 'pino';
 import type { McpPoolConfig, McpServerConfig, ProjectConfig } from '../config.js';
 import { describeError } from '../errors.js';
-import { DEFAULT_TOOL_TIMEOUT_MS, isConnectionLost, isTimeout } from '../mcp/mcpConnection.js';
+import { DEFAULT_TOOL_TIMEOUT_MS, isConnectionLost, isTimeout, untilAborted } from '../mcp/mcpConnection.js';
 import type { McpConnection } from '../mcp/mcpConnection.js';
 import type { McpPool, Lease } from '../mcp/mcpPool.js';
 import { resolveTemplates } from '../mcp/templates.js';
@@ -68,19 +68,6 @@ function lazyEntry(name: string, config: McpServerConfig, scrubber: Scrubber, op
   return entry;
 }
 
-/** `settled`, or the task's abort if that comes first (a cancelled task does not wait on another task's server). */
-function untilSettled(settled: Promise<void>, signal: AbortSignal): Promise<void> {
-  if (signal.aborted) return Promise.reject(signal.reason);
-  return new Promise((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-    void settled.then(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    });
-  });
-}
-
 /** Routes a task's tool calls to its project's MCP servers through the pool. */
 export class McpToolRouter implements ToolRouter {
   /**
@@ -113,8 +100,9 @@ export class McpToolRouter implements ToolRouter {
       const lazy = () => lazyEntry(BUILTIN_SERVER, config, scrubber, () => this.lease(request, BUILTIN_SERVER, config, request.variables, launch));
       const connect = () => this.connect(request, BUILTIN_SERVER, config, request.variables, scrubber, launch);
       if (this.builtinTools) attempts.push(Promise.resolve(lazy()));
-      // Listed by then: a lazy entry. The listing failed: this session tries for itself.
-      else if (this.builtinListing) attempts.push(untilSettled(this.builtinListing, request.signal).then(() => (this.builtinTools ? lazy() : connect())));
+      // Listed by then: a lazy entry. The listing failed: this session tries for itself. A cancelled
+      // task does not wait on another task's server.
+      else if (this.builtinListing) attempts.push(untilAborted(this.builtinListing, request.signal).then(() => (this.builtinTools ? lazy() : connect())));
       else attempts.push(this.listBuiltinTools(connect(), request.signal));
     }
     for (const [name, config] of wanted) {
