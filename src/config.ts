@@ -77,6 +77,11 @@ export interface SandboxConfig {
   maxProcesses: number;
   /** Absolute host paths shown read-only inside every sandbox (programs of stdio servers and their data). */
   readOnlyPaths: string[];
+  /** The host user and group sandboxed processes run as when Airlock runs as root (never root itself). */
+  uid: number;
+  gid: number;
+  /** The most a task's workspace may hold, in MiB, enforced by a filesystem of its own; 0: no limit. */
+  workspaceLimitMb: number;
 }
 
 /** One rule of a project's tool policy. */
@@ -168,6 +173,11 @@ export const DEFAULT_MODEL = 'claude-sonnet-4-5';
 export const DEFAULT_HEARTBEAT_INTERVAL_MS = 15_000;
 export const DEFAULT_SANDBOX_MEMORY_LIMIT_MB = 2048;
 export const DEFAULT_SANDBOX_MAX_PROCESSES = 512;
+/** The host uid (and gid) of sandboxed processes when Airlock runs as root: not a user of Debian's allocations. */
+export const DEFAULT_SANDBOX_UID = 61000;
+export const DEFAULT_WORKSPACE_LIMIT_MB = 1024;
+/** The smallest workspace filesystem worth making (its own metadata takes about 1 MiB). */
+export const MIN_WORKSPACE_LIMIT_MB = 16;
 const SANDBOX_MODES: readonly SandboxMode[] = ['auto', 'bwrap', 'none'];
 const API_KEY_PATTERN = /^airlock_[0-9a-f]{64}$/;
 
@@ -244,6 +254,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
 
   const sandboxMode = (env.AIRLOCK_SANDBOX_MODE || file.sandbox?.mode || 'auto') as SandboxMode;
   if (env.AIRLOCK_SANDBOX_MODE && !SANDBOX_MODES.includes(sandboxMode)) problems.push(`AIRLOCK_SANDBOX_MODE must be one of ${SANDBOX_MODES.join(', ')} (got "${sandboxMode}")`);
+  const limitMb = file.sandbox?.workspaceLimitMb;
+  if (limitMb !== undefined && limitMb > 0 && limitMb < MIN_WORKSPACE_LIMIT_MB) problems.push(`sandbox.workspaceLimitMb must be 0 (no limit) or at least ${MIN_WORKSPACE_LIMIT_MB} (got ${limitMb})`);
   for (const path of file.sandbox?.readOnlyPaths ?? []) {
     if (!isAbsolute(path) || resolve(path) === '/') problems.push(`sandbox.readOnlyPaths: "${path}" must be an absolute path other than /`);
   }
@@ -296,6 +308,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
       memoryLimitMb: file.sandbox?.memoryLimitMb ?? DEFAULT_SANDBOX_MEMORY_LIMIT_MB,
       maxProcesses: file.sandbox?.maxProcesses ?? DEFAULT_SANDBOX_MAX_PROCESSES,
       readOnlyPaths: (file.sandbox?.readOnlyPaths ?? []).map((path) => resolve(path)),
+      uid: file.sandbox?.uid ?? DEFAULT_SANDBOX_UID,
+      gid: file.sandbox?.gid ?? file.sandbox?.uid ?? DEFAULT_SANDBOX_UID,
+      workspaceLimitMb: file.sandbox?.workspaceLimitMb ?? DEFAULT_WORKSPACE_LIMIT_MB,
     },
     uploads: {
       maxFiles: file.uploads?.maxFiles ?? DEFAULT_MAX_UPLOAD_FILES,

@@ -25,7 +25,7 @@ import { TaskStreams } from './runtime/taskStream.js';
 import { TaskArtifacts } from './runtime/taskArtifacts.js';
 import { WorkspaceRetention } from './runtime/workspaceRetention.js';
 import { Uploads } from './sandbox/uploads.js';
-import { DOWNLOADS_DIR, UPLOADS_DIR, WORKSPACE_MOUNT, Workspaces } from './sandbox/workspaces.js';
+import { DOWNLOADS_DIR, openWorkspaces, UPLOADS_DIR, WORKSPACE_MOUNT } from './sandbox/workspaces.js';
 import type { ToolRouter } from './runtime/toolRouter.js';
 import { McpPool } from './mcp/mcpPool.js';
 import { McpToolRouter } from './runtime/mcpToolRouter.js';
@@ -71,7 +71,8 @@ export async function startAirlock(config: Config, overrides: AirlockOverrides =
   secrets.register(configSecrets(config));
   const logger = createLogger({ level: config.logLevel, secrets, destination: overrides.logDestination });
   const networks = new Set(Object.values(config.projects).map((project) => project.sandbox?.network ?? 'allow'));
-  const { sandbox, taskWarning } = await startSandbox(config.sandbox, { dataDir: config.dataDir, configPath: config.configPath, logger, networks });
+  const setup = await startSandbox(config.sandbox, { dataDir: config.dataDir, configPath: config.configPath, logger, networks });
+  const { sandbox } = setup;
   // The store runs on a thread of its own, so the event loop that serves HTTP does not run SQLite.
   const store = await ThreadedStore.open(join(config.dataDir, 'airlock.db'), {
     backgroundCheckpoints: true,
@@ -86,7 +87,11 @@ export async function startAirlock(config: Config, overrides: AirlockOverrides =
     throw err;
   }
 
-  const workspaces = new Workspaces(join(config.dataDir, 'workspaces'));
+  const opened = await openWorkspaces(join(config.dataDir, 'workspaces'), config.sandbox.workspaceLimitMb, setup.owner);
+  const { workspaces } = opened;
+  if (opened.warning) logger.warn(`sandbox limits: ${opened.warning}`);
+  else if (config.sandbox.workspaceLimitMb > 0) logger.info({ workspaceLimitMb: config.sandbox.workspaceLimitMb }, 'each task workspace is a filesystem of its own, bounded by the workspace limit');
+  const taskWarning = joinWarnings(setup.taskWarning, opened.warning && `Sandbox limits: ${opened.warning}.`);
   const uploads = new Uploads(join(config.dataDir, 'tmp', 'uploads'), config.uploads);
   try {
     await uploads.init();
@@ -155,6 +160,7 @@ export async function startAirlock(config: Config, overrides: AirlockOverrides =
     await stopped;
     clearTimeout(forced);
     await toolRouter.close(); // the MCP router closes the pool it was given
+    await workspaces.close();
     await store.close();
     logger.info('stopped');
     await new Promise<void>((resolve) => logger.flush(() => resolve()));
@@ -171,6 +177,12 @@ export function workspaceServerLauncher(): BuiltinLauncher {
   const server = fileURLToPath(new URL('../mcp-servers/workspace/server.ts', import.meta.url));
   const tsx = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
   return (workspacePath) => ({ command: process.execPath, args: ['--import', tsx, server, workspacePath] });
+}
+
+/** The warnings that apply, as one message; undefined when there is none. */
+function joinWarnings(...warnings: Array<string | undefined>): string | undefined {
+  const present = warnings.filter((warning): warning is string => Boolean(warning));
+  return present.length ? present.join(' ') : undefined;
 }
 
 /** Whether a project's tasks run processes of their own: the built-in tools or a stdio MCP server. */

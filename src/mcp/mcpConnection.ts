@@ -1,10 +1,11 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { Client, ProtocolError, ProtocolErrorCode, SSEClientTransport, SdkError, SdkErrorCode, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
 import type { CallToolResult, ClientCapabilities, CreateMessageResult, ElicitResult, Tool, Transport } from '@modelcontextprotocol/client';
-import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
+import { getDefaultEnvironment } from '@modelcontextprotocol/client/stdio';
 import type { McpServerConfig, NetworkPolicy } from '../config.js';
 import type { ProcessSandbox } from '../sandbox/processSandbox.js';
 import { CallDeadline } from './callDeadline.js';
+import { ProcessTransport } from './processTransport.js';
 import { attribute } from './serverRequests.js';
 import type { ActiveCall, CallRequests, ServerRequestContext, ServerRequestHandler } from './serverRequests.js';
 
@@ -251,9 +252,9 @@ export class McpConnection {
         const placement = this.spec.sandbox;
         const spawn = placement
           ? await placement.sandbox.prepare({ ...launch, env: this.spec.env ?? {}, workspaceDir: placement.workspaceDir, cwd: this.spec.cwd ?? placement.workspaceDir, network: placement.network })
-          : { ...launch, env: this.spec.env, cwd: this.spec.cwd, release: () => {} };
-        const transport = new StdioClientTransport({ command: spawn.command, args: spawn.args, env: spawn.env, cwd: spawn.cwd, stderr: 'pipe' });
-        transport.stderr?.on('data', (chunk: Buffer) => {
+          : { ...launch, env: this.spec.env ?? getDefaultEnvironment(), cwd: this.spec.cwd ?? process.cwd(), release: () => {} };
+        const transport = new ProcessTransport(spawn);
+        transport.stderr.on('data', (chunk: Buffer) => {
           this.stderrTail = (this.stderrTail + chunk.toString('utf8')).slice(-STDERR_TAIL_CHARS);
         });
         // Set before connect(), which chains it: called when the process has exited.

@@ -14,18 +14,18 @@ export class TaskArtifacts {
 
   async list(principal: Principal, taskId: string): Promise<{ files: Artifact[]; truncated: boolean }> {
     await this.tasks.visibleTask(principal, taskId);
-    return listArtifacts(this.workspaces.dir(taskId));
+    return listArtifacts(await this.workspaces.open(taskId));
   }
 
   /** One file, opened for streaming; the caller closes its handle. */
   async file(principal: Principal, taskId: string, path: string): Promise<ArtifactFile> {
     await this.tasks.visibleTask(principal, taskId);
-    return openArtifact(this.workspaces.dir(taskId), path);
+    return openArtifact(await this.workspaces.open(taskId), path);
   }
 
   /** The whole workspace as a .tar.gz stream. */
   async archive(principal: Principal, taskId: string): Promise<Readable> {
     await this.tasks.visibleTask(principal, taskId);
-    return archiveWorkspace(this.workspaces.dir(taskId));
+    return archiveWorkspace(await this.workspaces.open(taskId));
   }
 }

@@ -1,128 +1,90 @@
-import { existsSync, lstatSync, readdirSync, readlinkSync, realpathSync } from 'node:fs';
-import { dirname, isAbsolute, join, relative, sep } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { isAbsolute, relative, sep } from 'node:path';
 import type { NetworkPolicy } from '../config.js';
+import type { BwrapLayout } from './bwrapLayout.js';
 import { joinGroupCommand } from './cgroupLimits.js';
 import type { CgroupV1Limits } from './cgroupLimits.js';
 import type { ProcessSandbox, SandboxedSpawn, SandboxRequest } from './processSandbox.js';
 import { WORKSPACE_MOUNT } from './workspaces.js';
 
-/** The system directories shown read-only (as symlinks where the host has symlinks, as on merged-/usr systems). */
-const SYSTEM_PATHS = ['/usr', '/bin', '/sbin', '/lib', '/lib32', '/lib64', '/libx32', '/etc'];
-
-/** Airlock's checkout: the code of the built-in server and the fixtures, and the tsx they run with. */
-const PROJECT_ROOT = fileURLToPath(new URL('../..', import.meta.url));
-
-/** What a sandbox shows of the host: the same for every process of one Airlock. */
-export interface BwrapLayout {
-  /** Host paths shown read-only at the same path, parents before children. */
-  readOnly: string[];
-  /** Symlinks made inside: `path` → `target`, e.g. `/bin` → `usr/bin`. */
-  symlinks: Array<{ path: string; target: string }>;
-  /** Directories under a read-only path that are hidden behind an empty tmpfs (Airlock's data directory, /etc/ssl/private). */
-  hiddenDirs: string[];
-  /** Files under a read-only path that are hidden behind an empty file (Airlock's config file, /etc/shadow). */
-  hiddenFiles: string[];
-}
-
-/** The shown system directory whose entries other users may not read are hidden as well (a sandbox of root's would read them). */
-const SYSTEM_CONFIG_DIR = '/etc';
-
 /**
- * The layout for this host: the system directories, Node.js, Airlock's checkout and node_modules,
- * and `readOnlyPaths`, all read-only; Airlock's data directory (database, every workspace) and
- * its config file hidden wherever they would otherwise show, and so are the entries of /etc that
- * other users may not read (/etc/shadow, /etc/ssl/private, …).
+ * The whole environment of the host processes that start a sandbox (the cgroup shell, bubblewrap,
+ * setpriv): fixed, so nothing a task chose (LD_PRELOAD, GCONV_PATH, …) reaches a process that
+ * runs on the host. The task's variables are set by the inner bubblewrap, inside.
  */
-export function sandboxLayout(options: { dataDir: string; configPath?: string; readOnlyPaths: string[] }): BwrapLayout {
-  const layout: BwrapLayout = { readOnly: [], symlinks: [], hiddenDirs: [], hiddenFiles: [] };
-  const show = (path: string) => {
-    if (!layout.readOnly.some((shown) => isWithin(shown, path))) layout.readOnly.push(path);
-  };
-  for (const path of SYSTEM_PATHS) {
-    const stats = lstatOrUndefined(path);
-    if (stats?.isSymbolicLink()) layout.symlinks.push({ path, target: readlinkSync(path) });
-    else if (stats?.isDirectory()) show(path);
-  }
-  // A resolv.conf that links elsewhere (/run/systemd/resolve/…) must come along, or DNS breaks.
-  const resolvConf = realOrUndefined('/etc/resolv.conf');
-  if (resolvConf) show(resolvConf);
-  // Node's installation prefix (bin/node, lib/node_modules/npm), so `node` and `npx` work.
-  const node = realpathSync(process.execPath);
-  const prefix = dirname(dirname(node));
-  show(prefix === '/' ? node : prefix);
-  const project = realpathSync(PROJECT_ROOT);
-  show(project);
-  const modules = realOrUndefined(join(project, 'node_modules'));
-  if (modules) show(modules);
-  for (const path of options.readOnlyPaths) {
-    const real = realOrUndefined(path);
-    if (real) show(real);
-  }
-  layout.readOnly.sort((a, b) => a.length - b.length);
+export const HOST_ENV: Readonly<Record<string, string>> = Object.freeze({ PATH: '/usr/sbin:/usr/bin:/sbin:/bin' });
 
-  const visible = (path: string) => layout.readOnly.some((shown) => isWithin(shown, path));
-  const dataDir = realOrUndefined(options.dataDir);
-  if (dataDir && visible(dataDir)) layout.hiddenDirs.push(dataDir);
-  const configPath = options.configPath && realOrUndefined(options.configPath);
-  if (configPath && visible(configPath) && !(dataDir && isWithin(dataDir, configPath))) layout.hiddenFiles.push(configPath);
-  // Inside, the user is root of a namespace mapped to Airlock's own user: were that root, it could
-  // read what only root may read.
-  if (layout.readOnly.includes(SYSTEM_CONFIG_DIR)) hidePrivateEntries(SYSTEM_CONFIG_DIR, layout);
-  return layout;
+/** Kernel interfaces under /proc that stay writable in a new procfs: made read-only inside. */
+const KERNEL_INTERFACES = ['/proc/sys', '/proc/sysrq-trigger'];
+
+/** The unprivileged host user the sandbox runs as when Airlock runs as root, and how to become it. */
+export interface SandboxUser {
+  uid: number;
+  gid: number;
+  /** The absolute path of util-linux's setpriv, which drops to the user between the two stages. */
+  setpriv: string;
 }
 
-/** Adds every directory and file under `dir` that other users may not read to the hidden ones; symlinks are not followed. */
-function hidePrivateEntries(dir: string, layout: BwrapLayout): void {
-  let names: string[];
-  try {
-    names = readdirSync(dir);
-  } catch {
-    return;
-  }
-  for (const name of names) {
-    const path = join(dir, name);
-    const stats = lstatOrUndefined(path);
-    if (!stats || stats.isSymbolicLink()) continue;
-    const othersMayRead = (stats.mode & 0o004) !== 0 && (!stats.isDirectory() || (stats.mode & 0o001) !== 0);
-    if (stats.isDirectory()) {
-      if (othersMayRead) hidePrivateEntries(path, layout);
-      else layout.hiddenDirs.push(path);
-    } else if (!othersMayRead) {
-      layout.hiddenFiles.push(path);
-    }
-  }
+/** The options of the two bubblewrap stages of one process, each read from a file descriptor. */
+export interface BwrapStages {
+  /** The outer stage: namespaces and mounts (run as root when Airlock is root, so that any path it binds can be reached). */
+  outer: string[];
+  /** The inner stage, as the unprivileged user: a user namespace that cannot make more, no capabilities, the task's environment. */
+  inner: string[];
 }
 
 /**
- * bubblewrap's options for one process of a task (everything before `--`): new user (without
- * capabilities, and unable to make more namespaces), pid, IPC, UTS and cgroup namespaces, and a
- * network namespace with only its own loopback unless `network` is `allow`; a fresh read-only root
- * with the layout's read-only paths, a private /tmp, its own /proc and a minimal /dev; the
- * workspace read-write at /workspace; a new session; killed with its parent.
+ * bubblewrap's options for one process of a task, in two stages. The outer one makes new pid, IPC,
+ * UTS and cgroup namespaces (and a network namespace with only its own loopback unless `network` is
+ * `allow`), a fresh read-only root with the layout's paths, a private /tmp, its own /proc and a
+ * minimal /dev, and the workspace read-write at /workspace; without root it makes a user namespace
+ * too. The inner one runs as the sandbox's user: a new user namespace (which cannot make more),
+ * no capabilities, /proc/sys read-only, a clear environment with only the task's variables.
  */
-export function bwrapArgs(layout: BwrapLayout, request: { workspaceDir: string; cwd: string; network: NetworkPolicy }): string[] {
+export function bwrapStages(
+  layout: BwrapLayout,
+  request: { workspaceDir: string; cwd: string; network: NetworkPolicy; env: Record<string, string> },
+  user: SandboxUser | undefined,
+): BwrapStages {
   const inside = relative(request.workspaceDir, request.cwd);
   if (inside.startsWith('..') || isAbsolute(inside)) throw new Error(`the working directory ${request.cwd} is outside the workspace`);
-  const args = [
-    '--unshare-user', '--disable-userns', '--cap-drop', 'ALL',
+  const outer = [
+    ...(user ? [] : ['--unshare-user']),
     '--unshare-pid', '--unshare-ipc', '--unshare-uts', '--unshare-cgroup',
     ...(request.network === 'deny' ? ['--unshare-net'] : []),
     '--die-with-parent', '--new-session',
-    '--dev', '/dev', '--proc', '/proc', '--tmpfs', '/tmp',
+    '--dev', '/dev', '--proc', '/proc', '--perms', '1777', '--tmpfs', '/tmp',
   ];
-  for (const path of layout.readOnly) args.push('--ro-bind', path, path);
-  for (const { path, target } of layout.symlinks) args.push('--symlink', target, path);
-  for (const dir of layout.hiddenDirs) args.push('--tmpfs', dir, '--remount-ro', dir);
-  for (const file of layout.hiddenFiles) args.push('--ro-bind', '/dev/null', file);
-  args.push('--bind', request.workspaceDir, WORKSPACE_MOUNT);
+  for (const dir of layout.dirs) outer.push('--perms', '0755', '--dir', dir);
+  for (const path of layout.readOnly) outer.push('--ro-bind', path, path);
+  for (const { path, target } of layout.symlinks) outer.push('--symlink', target, path);
+  for (const dir of layout.hiddenDirs) outer.push('--tmpfs', dir, '--remount-ro', dir);
+  for (const file of layout.hiddenFiles) outer.push('--ro-bind', '/dev/null', file);
+  outer.push('--bind', request.workspaceDir, WORKSPACE_MOUNT);
   // The new root is a tmpfs of bubblewrap's: read-only too, so /workspace and /tmp are the only places to write.
-  args.push('--remount-ro', '/');
-  args.push('--chdir', inside ? `${WORKSPACE_MOUNT}/${inside.split(sep).join('/')}` : WORKSPACE_MOUNT);
-  return args;
+  outer.push('--remount-ro', '/');
+
+  // --dev-bind: a plain --bind would mount the outer stage's /dev/null and friends again with nodev.
+  const inner = ['--unshare-user', '--disable-userns', '--cap-drop', 'ALL', '--die-with-parent', '--dev-bind', '/', '/'];
+  for (const path of KERNEL_INTERFACES) inner.push('--ro-bind-try', path, path);
+  inner.push('--clearenv');
+  for (const [name, value] of Object.entries(request.env)) inner.push('--setenv', name, value);
+  inner.push('--chdir', inside ? `${WORKSPACE_MOUNT}/${inside.split(sep).join('/')}` : WORKSPACE_MOUNT);
+  return { outer, inner };
 }
 
-/** Runs each process in its own bubblewrap sandbox, inside its own cgroups when limits apply. */
+/** bubblewrap's `--args` format: NUL-terminated arguments. A NUL inside one would start an option of the caller's. */
+export function argsData(args: string[]): Buffer {
+  for (const arg of args) {
+    if (arg.includes('\0')) throw new Error('a sandbox option (an environment variable\'s name or value, a path) contains a NUL character');
+  }
+  return Buffer.from(args.map((arg) => `${arg}\0`).join(''), 'utf8');
+}
+
+/**
+ * Runs each process in two nested bubblewrap sandboxes, inside its own cgroups when limits apply.
+ * The command line of every host process holds no value of the task's: bubblewrap reads its
+ * options from file descriptors 3 (outer) and 4 (inner), and the host processes get HOST_ENV.
+ */
 export class BwrapSandbox implements ProcessSandbox {
   readonly kind = 'bwrap';
 
@@ -131,6 +93,8 @@ export class BwrapSandbox implements ProcessSandbox {
     private readonly bwrap: string,
     private readonly layout: BwrapLayout,
     private readonly cgroups?: CgroupV1Limits,
+    /** Set when Airlock runs as root: the user the sandboxed processes run as on the host. */
+    readonly user?: SandboxUser,
   ) {}
 
   workspacePath(): string {
@@ -138,29 +102,18 @@ export class BwrapSandbox implements ProcessSandbox {
   }
 
   async prepare(request: SandboxRequest): Promise<SandboxedSpawn> {
-    // The environment is handed to bubblewrap, which passes it on: as --setenv options, secrets
-    // would sit in bubblewrap's command line, which every process of the host (and the sandbox) can read.
-    const args = [...bwrapArgs(this.layout, request), '--', request.command, ...request.args];
+    const stages = bwrapStages(this.layout, request, this.user);
+    const fdInputs = [argsData(stages.outer), argsData(stages.inner)];
+    const drop = this.user ? [this.user.setpriv, ...setprivArgs(this.user)] : [];
+    const args = ['--args', '3', '--', ...drop, this.bwrap, '--args', '4', '--', request.command, ...request.args];
     const group = this.cgroups?.create();
     const launch = group ? joinGroupCommand(group, this.bwrap, args) : { command: this.bwrap, args };
-    return { ...launch, env: request.env, cwd: request.workspaceDir, release: () => group?.remove() };
+    // The host's working directory is / : the workspace's host path need not be reachable by anyone but bubblewrap.
+    return { ...launch, env: { ...HOST_ENV }, cwd: '/', fdInputs, release: () => group?.remove() };
   }
 }
 
-/** Whether `path` is `root` or inside it (both absolute). */
-function isWithin(root: string, path: string): boolean {
-  const rel = relative(root, path);
-  return rel === '' || (!rel.startsWith(`..${sep}`) && rel !== '..' && !isAbsolute(rel));
-}
-
-function lstatOrUndefined(path: string) {
-  try {
-    return lstatSync(path);
-  } catch {
-    return undefined;
-  }
-}
-
-function realOrUndefined(path: string): string | undefined {
-  return existsSync(path) ? realpathSync(path) : undefined;
+/** setpriv's options: become the user with no supplementary groups, no capabilities at all, and no way to gain privileges. */
+function setprivArgs(user: SandboxUser): string[] {
+  return [`--reuid=${user.uid}`, `--regid=${user.gid}`, '--clear-groups', '--inh-caps=-all', '--bounding-set=-all', '--no-new-privs', '--'];
 }

@@ -14,12 +14,18 @@ export interface SandboxRequest {
   network: NetworkPolicy;
 }
 
-/** How to start the process: run `command args` with exactly `env` in `cwd`, then `release()` once it has exited. */
+/**
+ * How to start the process: run `command args` with exactly `env` in `cwd`, write each of
+ * `fdInputs` to the process's file descriptors 3, 4, … (then close them), and call `release()`
+ * once it has exited. `spawnSandboxed` does all of that.
+ */
 export interface SandboxedSpawn {
   command: string;
   args: string[];
   env: Record<string, string>;
   cwd: string;
+  /** What the process reads on file descriptors 3, 4, …: options that must not show in any command line. */
+  fdInputs?: Buffer[];
   /** Removes what was set up for this process (its resource limits); idempotent, call once the process has exited. */
   release(): void;
 }

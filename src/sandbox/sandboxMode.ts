@@ -1,14 +1,17 @@
-import { spawn } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { chown, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { delimiter, join } from 'node:path';
 import type { Logger } from 'pino';
 import { ConfigError } from '../config.js';
 import type { NetworkPolicy, SandboxConfig } from '../config.js';
-import { BwrapSandbox, sandboxLayout } from './bwrap.js';
+import { BwrapSandbox } from './bwrap.js';
+import type { SandboxUser } from './bwrap.js';
+import { sandboxLayout } from './bwrapLayout.js';
 import { CgroupV1Limits } from './cgroupLimits.js';
 import type { ProcessSandbox } from './processSandbox.js';
 import { Unsandboxed } from './processSandbox.js';
+import type { SandboxedSpawn } from './processSandbox.js';
+import { spawnSandboxed } from './spawnSandboxed.js';
 
 const PROBE_TIMEOUT_MS = 10_000;
 const MIB = 1024 * 1024;
@@ -21,6 +24,8 @@ export interface SandboxSetup {
    * event of every run of a task that starts processes; absent when nothing is missing.
    */
   taskWarning?: string;
+  /** The host user that must own what sandboxed processes write (their workspaces); absent: Airlock's own. */
+  owner?: { uid: number; gid: number };
 }
 
 /**
@@ -52,11 +57,14 @@ export async function startSandbox(
     };
   }
 
-  logger.info({ sandbox: 'bwrap', bwrap: opened.path, memoryLimitMb: config.memoryLimitMb, maxProcesses: config.maxProcesses }, 'task processes run in bubblewrap sandboxes');
-  if (!cgroups?.unapplied.length) return { sandbox: opened.sandbox };
+  const { user } = opened.sandbox;
+  const runsAs = user ? { uid: user.uid, gid: user.gid } : { uid: process.getuid?.(), gid: process.getgid?.() };
+  logger.info({ sandbox: 'bwrap', bwrap: opened.path, ...runsAs, memoryLimitMb: config.memoryLimitMb, maxProcesses: config.maxProcesses }, 'task processes run in bubblewrap sandboxes');
+  const owner = user ? { owner: { uid: user.uid, gid: user.gid } } : {};
+  if (!cgroups?.unapplied.length) return { sandbox: opened.sandbox, ...owner };
   const unapplied = describeUnapplied(config, cgroups.unapplied);
   logger.warn(`sandbox limits: ${unapplied}`);
-  return { sandbox: opened.sandbox, taskWarning: `Sandbox limits: ${unapplied}. Time and output limits still apply.` };
+  return { sandbox: opened.sandbox, taskWarning: `Sandbox limits: ${unapplied}. Time and output limits still apply.`, ...owner };
 }
 
 /** The bubblewrap sandbox, once its probe has passed; or why it cannot be used. */
@@ -65,10 +73,19 @@ async function openBwrap(
 ): Promise<{ ok: true; sandbox: BwrapSandbox; path: string } | { ok: false; reason: string }> {
   const program = findProgram(config.bwrapPath);
   if (!program.ok) return program;
+  // Run by root, the sandbox drops to an unprivileged user between its two stages (setpriv).
+  let user: SandboxUser | undefined;
+  if (process.getuid?.() === 0) {
+    const setpriv = findProgram('setpriv', SYSTEM_PATH);
+    if (!setpriv.ok) return { ok: false, reason: 'Airlock runs as root, and running sandboxed processes as an unprivileged user needs util-linux\'s setpriv, which is not installed' };
+    user = { uid: config.uid, gid: config.gid, setpriv: setpriv.path };
+  }
   // It must exist to be hidden: a data directory made later under a visible path would show.
   await mkdir(context.dataDir, { recursive: true });
-  const layout = sandboxLayout({ dataDir: context.dataDir, configPath: context.configPath, readOnlyPaths: config.readOnlyPaths });
-  const sandbox = new BwrapSandbox(program.path, layout, cgroups);
+  // The inner stage runs bubblewrap (and setpriv) from inside the outer one: they must be shown.
+  const programs = [program.path, ...(user ? [user.setpriv] : [])];
+  const layout = sandboxLayout({ dataDir: context.dataDir, configPath: context.configPath, readOnlyPaths: [...config.readOnlyPaths, ...programs] });
+  const sandbox = new BwrapSandbox(program.path, layout, cgroups, user);
   const failure = await probe(sandbox, context.dataDir, context.networks);
   return failure === undefined ? { ok: true, sandbox, path: program.path } : { ok: false, reason: failure };
 }
@@ -80,9 +97,13 @@ function describeUnapplied(config: SandboxConfig, unapplied: Array<{ limit: 'mem
     .join('; ');
 }
 
-/** The program's absolute path: as given when it is a path, else from Airlock's PATH. */
-function findProgram(program: string): { ok: true; path: string } | { ok: false; reason: string } {
-  const candidates = program.includes('/') ? [program] : (process.env.PATH ?? '').split(delimiter).filter(Boolean).map((dir) => join(dir, program));
+/** Where system programs are looked for besides Airlock's PATH. */
+const SYSTEM_PATH = '/usr/bin:/bin:/usr/sbin:/sbin';
+
+/** The program's absolute path: as given when it is a path, else from Airlock's PATH (then `extraPath`). */
+function findProgram(program: string, extraPath = ''): { ok: true; path: string } | { ok: false; reason: string } {
+  const path = [process.env.PATH ?? '', extraPath].join(delimiter);
+  const candidates = program.includes('/') ? [program] : path.split(delimiter).filter(Boolean).map((dir) => join(dir, program));
   for (const candidate of candidates) {
     try {
       accessSync(candidate, constants.X_OK);
@@ -98,6 +119,7 @@ function findProgram(program: string): { ok: true; path: string } | { ok: false;
 async function probe(sandbox: BwrapSandbox, dataDir: string, networks: ReadonlySet<NetworkPolicy>): Promise<string | undefined> {
   const workspaceDir = await mkdtemp(join(dataDir, '.sandbox-probe-'));
   try {
+    if (sandbox.user) await chown(workspaceDir, sandbox.user.uid, sandbox.user.gid);
     for (const network of networks) {
       let launch;
       try {
@@ -106,7 +128,7 @@ async function probe(sandbox: BwrapSandbox, dataDir: string, networks: ReadonlyS
         return (err as Error).message;
       }
       try {
-        const failure = await runToEnd(launch.command, launch.args, launch.env, launch.cwd);
+        const failure = await runToEnd(launch);
         if (failure) return network === 'deny' ? `${failure} (with network "deny")` : failure;
       } finally {
         launch.release();
@@ -118,12 +140,12 @@ async function probe(sandbox: BwrapSandbox, dataDir: string, networks: ReadonlyS
   }
 }
 
-/** Runs a command to its end; why it failed (its last stderr line, exit status, spawn error), or undefined. */
-function runToEnd(command: string, args: string[], env: Record<string, string>, cwd: string): Promise<string | undefined> {
+/** Runs a prepared command to its end; why it failed (its last stderr line, exit status, spawn error), or undefined. */
+function runToEnd(launch: SandboxedSpawn): Promise<string | undefined> {
   return new Promise((done) => {
-    const child = spawn(command, args, { env, cwd, stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawnSandboxed(launch, ['ignore', 'ignore', 'pipe']);
     let stderr = '';
-    child.stderr.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString('utf8')).slice(-2_000)));
+    child.stderr!.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString('utf8')).slice(-2_000)));
     const timer = setTimeout(() => child.kill('SIGKILL'), PROBE_TIMEOUT_MS);
     child.once('error', (err) => {
       clearTimeout(timer);

@@ -1,10 +1,11 @@
-import { lstat, mkdir, mkdtemp, rename, rm } from 'node:fs/promises';
+import { cp, lstat, mkdir, mkdtemp, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Writable } from 'node:stream';
 import { once } from 'node:events';
 import type { UploadLimits } from '../config.js';
 import { ServiceError } from '../errors.js';
 import type { AttachedFile } from '../store/store.js';
+import { workspaceBytes } from './artifacts.js';
 import { ExtractionBudget } from './archiveEntries.js';
 import { extensionOf, numberedName, safeFileName } from './safeNames.js';
 import { extractTar } from './tarArchive.js';
@@ -112,7 +113,7 @@ export class UploadReceiver {
       }
       items.push(item);
     }
-    return new StagedUploads(items);
+    return new StagedUploads(items, await workspaceBytes(this.dir));
   }
 
   /** Stops taking parts, waits for every file writer to close, and removes the temp directory. */
@@ -153,7 +154,11 @@ export interface AdoptedUploads {
 
 /** Checked uploads, ready to move into a workspace. */
 export class StagedUploads {
-  constructor(private readonly items: StagedItem[]) {}
+  constructor(
+    private readonly items: StagedItem[],
+    /** What moving them in adds to a workspace: the files and the archives' contents, in bytes. */
+    readonly bytes: number,
+  ) {}
 
   /**
    * Moves every file, and every archive's directory, into `targetDir` (shown to the agent as
@@ -170,12 +175,12 @@ export class StagedUploads {
       for (const item of this.items) {
         const n = await freeNumber(targetDir, item);
         const fileName = numberedName(item.name, n);
-        await rename(item.path, join(targetDir, fileName));
+        await move(item.path, join(targetDir, fileName));
         moved.push(fileName);
         attachedFiles.push({ name: item.name, path: `${prefix}/${fileName}` });
         if (!item.extracted) continue;
         const dirName = directoryName(item.extracted.stem, n);
-        await rename(item.extracted.dir, join(targetDir, dirName));
+        await move(item.extracted.dir, join(targetDir, dirName));
         moved.push(dirName);
         for (const file of item.extracted.files) attachedFiles.push({ name: file.split('/').at(-1)!, path: `${prefix}/${dirName}/${file}` });
       }
@@ -184,6 +189,22 @@ export class StagedUploads {
       throw err;
     }
     return { attachedFiles, undo };
+  }
+}
+
+/** Renames, or copies then deletes when the target is on another filesystem (a workspace volume). */
+async function move(from: string, to: string): Promise<void> {
+  try {
+    await rename(from, to);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EXDEV') throw err;
+    try {
+      await cp(from, to, { recursive: true, errorOnExist: true, force: false, verbatimSymlinks: true });
+    } catch (copyErr) {
+      await rm(to, { recursive: true, force: true });
+      throw copyErr;
+    }
+    await rm(from, { recursive: true, force: true });
   }
 }
 

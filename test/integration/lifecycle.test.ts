@@ -1,10 +1,11 @@
 import { expect } from 'chai';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { waitFor } from '../support/harness.js';
 import { runAirlockCli, spawnAirlock } from '../support/process.js';
 import type { AirlockProcess } from '../support/process.js';
+import { removeDataDir } from '../support/removeDataDir.js';
 import { openSse } from '../support/sse.js';
 
 const KEY = `airlock_${'cd'.repeat(32)}`;
@@ -39,7 +40,7 @@ describe('The airlock process', function () {
     for (const proc of running) proc.kill();
     await Promise.all(running.map((proc) => proc.exited));
     running = [];
-    await rm(dataDir, { recursive: true, force: true });
+    await removeDataDir(dataDir);
   });
 
   async function start(env: Record<string, string> = {}): Promise<AirlockProcess> {

@@ -9,7 +9,7 @@ import { startEverything } from '../../fixtures/mcp/everything.js';
 import type { McpServerConfig } from '../../src/config.js';
 import { outputs, runTask, script, startWithServers } from '../support/mcpHarness.js';
 import { waitFor, waitForStatus } from '../support/harness.js';
-import { isRunning, sandboxProcesses } from '../support/processTree.js';
+import { isRunning, sandboxProcesses, sandboxProcessesOf } from '../support/processTree.js';
 
 describe('McpPool through the task API', function () {
   this.timeout(60_000);
@@ -301,7 +301,7 @@ describe('McpPool through the task API', function () {
       try {
         const { task } = await runTask(airlock, { message: script(['local__ok', {}]) });
         expect(task.status).to.equal('completed');
-        await waitFor(() => !sandboxProcesses(airlock.dataDir).some((p) => p.args.includes(task.id)), 'the finished task\'s sandboxes to exit', 10_000);
+        await waitFor(() => sandboxProcessesOf((workspace) => workspace.endsWith(`/${task.id}`)).length === 0, 'the finished task\'s sandboxes to exit', 10_000);
         const res = await airlock.api('/tasks', { method: 'POST', json: { message: script(['stuck__hang', {}]) } });
         await waitFor(async () => (await airlock.api(`/tasks/${res.body.data.id}`)).body.data.output?.toolCalls?.length, 'the hanging call');
         expect(running('hangServer.ts')).to.not.be.empty;

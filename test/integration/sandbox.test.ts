@@ -207,8 +207,8 @@ describe('Sandboxed task processes (bubblewrap)', function () {
     expect(seen.cwd).to.equal('/workspace/srv');
     expect(seen.env).to.include({ HOME: '/workspace', REGION: 'eu', FROM_CONFIG: 'cfg-eu', API_TOKEN: '[secret:API_TOKEN]' });
     for (const name of Object.keys(seen.env)) expect(name, `${name} leaked into the server`).not.to.match(/^(AIRLOCK_|ANTHROPIC_|npm_|MOCHA)/);
-    // bubblewrap is pid 1 of the namespace and the server the next process it starts.
-    expect(seen.pid).to.equal(2);
+    // The outer bubblewrap is pid 1 of the namespace, the inner one pid 2, the server the next process.
+    expect(seen.pid).to.equal(3);
     expect(existsSync(join(w.dataDir, 'workspaces', task.id, 'srv'))).to.equal(true);
   });
 

@@ -130,18 +130,31 @@ describe('loadConfig', () => {
   });
 
   describe('sandbox', () => {
-    it('defaults to auto with bubblewrap from PATH, 2048 MiB and 512 processes, and no extra paths; projects allow the network', () => {
+    it('defaults to auto with bubblewrap from PATH, 2048 MiB, 512 processes, no extra paths, uid 61000 and 1 GiB workspaces; projects allow the network', () => {
       const config = loadConfig({}, cwd);
-      expect(config.sandbox).to.deep.equal({ mode: 'auto', bwrapPath: 'bwrap', memoryLimitMb: 2048, maxProcesses: 512, readOnlyPaths: [] });
+      expect(config.sandbox).to.deep.equal({ mode: 'auto', bwrapPath: 'bwrap', memoryLimitMb: 2048, maxProcesses: 512, readOnlyPaths: [], uid: 61000, gid: 61000, workspaceLimitMb: 1024 });
       expect(config.projects.default!.sandbox).to.equal(undefined);
     });
 
     it('reads the file\'s sandbox settings, and AIRLOCK_SANDBOX_MODE wins over its mode', () => {
-      const path = configFile({ sandbox: { mode: 'bwrap', bwrapPath: 'tools/bwrap', memoryLimitMb: 0, maxProcesses: 64, readOnlyPaths: ['/srv/tools/'] }, projects: { offline: { sandbox: { network: 'deny' } } } });
+      const path = configFile({ sandbox: { mode: 'bwrap', bwrapPath: 'tools/bwrap', memoryLimitMb: 0, maxProcesses: 64, readOnlyPaths: ['/srv/tools/'], uid: 5000, workspaceLimitMb: 0 }, projects: { offline: { sandbox: { network: 'deny' } } } });
       const config = loadConfig({ AIRLOCK_CONFIG: path }, cwd);
-      expect(config.sandbox).to.deep.equal({ mode: 'bwrap', bwrapPath: join(cwd, 'tools/bwrap'), memoryLimitMb: 0, maxProcesses: 64, readOnlyPaths: ['/srv/tools'] });
+      expect(config.sandbox).to.deep.equal({ mode: 'bwrap', bwrapPath: join(cwd, 'tools/bwrap'), memoryLimitMb: 0, maxProcesses: 64, readOnlyPaths: ['/srv/tools'], uid: 5000, gid: 5000, workspaceLimitMb: 0 });
       expect(config.projects.offline!.sandbox).to.deep.equal({ network: 'deny' });
       expect(loadConfig({ AIRLOCK_CONFIG: path, AIRLOCK_SANDBOX_MODE: 'auto' }, cwd).sandbox.mode).to.equal('auto');
+    });
+
+    it('refuses the sandbox user root and a workspace limit too small for a filesystem', () => {
+      const problem = (sandbox: Record<string, unknown>) => {
+        try {
+          loadConfig({ AIRLOCK_CONFIG: configFile({ sandbox }) }, cwd);
+        } catch (err) {
+          return (err as Error).message;
+        }
+        throw new Error('loadConfig accepted it');
+      };
+      expect(problem({ uid: 0 })).to.include('/sandbox/uid');
+      expect(problem({ workspaceLimitMb: 4 })).to.include('sandbox.workspaceLimitMb must be 0 (no limit) or at least 16 (got 4)');
     });
 
     it('refuses an unknown AIRLOCK_SANDBOX_MODE, relative or root readOnlyPaths, and a denied network without a sandbox', () => {

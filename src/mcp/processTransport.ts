@@ -1,0 +1,103 @@
+import type { ChildProcess } from 'node:child_process';
+import { PassThrough } from 'node:stream';
+import { ReadBuffer, SdkError, SdkErrorCode, serializeMessage } from '@modelcontextprotocol/client';
+import type { JSONRPCMessage, Transport } from '@modelcontextprotocol/client';
+import type { SandboxedSpawn } from '../sandbox/processSandbox.js';
+import { spawnSandboxed } from '../sandbox/spawnSandboxed.js';
+
+/** How long close() waits after ending stdin, and again after SIGTERM, before the next step. */
+const CLOSE_STEP_MS = 2_000;
+
+/**
+ * The stdio client transport for a process that Airlock prepared (sandboxed or not): newline-
+ * delimited JSON-RPC over the process's stdin and stdout, as the SDK's StdioClientTransport speaks
+ * it, but started from a SandboxedSpawn: with exactly its environment (nothing of Airlock's is
+ * merged in) and its options written to file descriptors 3 and up.
+ */
+export class ProcessTransport implements Transport {
+  private process: ChildProcess | undefined;
+  private readonly readBuffer = new ReadBuffer();
+  /** The process's stderr, available before start() so that nothing it prints early is lost. */
+  readonly stderr = new PassThrough();
+
+  onclose?: () => void;
+  onerror?: (error: Error) => void;
+  onmessage?: (message: JSONRPCMessage) => void;
+
+  constructor(private readonly launch: SandboxedSpawn) {}
+
+  /** The process's pid once started. */
+  get pid(): number | undefined {
+    return this.process?.pid;
+  }
+
+  start(): Promise<void> {
+    if (this.process) throw new Error('ProcessTransport already started');
+    return new Promise((resolve, reject) => {
+      const child = spawnSandboxed(this.launch, ['pipe', 'pipe', 'pipe']);
+      this.process = child;
+      child.once('error', (error) => {
+        reject(error);
+        this.onerror?.(error);
+      });
+      child.once('spawn', () => resolve());
+      child.once('close', () => {
+        this.process = undefined;
+        this.onclose?.();
+      });
+      child.stdin!.on('error', (error) => this.onerror?.(error));
+      child.stdout!.on('error', (error) => this.onerror?.(error));
+      child.stdout!.on('data', (chunk: Buffer) => this.receive(chunk));
+      child.stderr!.pipe(this.stderr);
+    });
+  }
+
+  send(message: JSONRPCMessage): Promise<void> {
+    const stdin = this.process?.stdin;
+    if (!stdin) return Promise.reject(new SdkError(SdkErrorCode.NotConnected, 'Not connected'));
+    return new Promise((resolve) => {
+      if (stdin.write(serializeMessage(message))) resolve();
+      else stdin.once('drain', () => resolve());
+    });
+  }
+
+  /** Ends stdin, then sends SIGTERM, then SIGKILL, each after CLOSE_STEP_MS without an exit. */
+  async close(): Promise<void> {
+    const child = this.process;
+    this.process = undefined;
+    if (child && child.exitCode === null && child.signalCode === null) {
+      const closed = new Promise<void>((resolve) => child.once('close', () => resolve()));
+      const waitStep = () => Promise.race([closed, new Promise((resolve) => setTimeout(resolve, CLOSE_STEP_MS).unref())]);
+      child.stdin?.end();
+      await waitStep();
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGTERM');
+        await waitStep();
+      }
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    }
+    this.readBuffer.clear();
+  }
+
+  private receive(chunk: Buffer): void {
+    try {
+      this.readBuffer.append(chunk);
+    } catch (error) {
+      // Past the buffer limit: the stream cannot be trusted any more.
+      this.onerror?.(error as Error);
+      void this.close();
+      return;
+    }
+    for (;;) {
+      let message: JSONRPCMessage | null;
+      try {
+        message = this.readBuffer.readMessage();
+      } catch (error) {
+        this.onerror?.(error as Error);
+        continue;
+      }
+      if (message === null) return;
+      this.onmessage?.(message);
+    }
+  }
+}
