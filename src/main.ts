@@ -105,7 +105,7 @@ export async function startAirlock(config: Config, overrides: AirlockOverrides =
   const pool = new McpPool({ maxConnections: config.mcp.maxConnections, idleTtlMs: config.mcp.idleTtlMs });
   const toolRouter = overrides.toolRouter ?? new McpToolRouter({ pool, projects: config.projects, poolConfig: config.mcp, builtin: workspaceServerLauncher(), sandbox, logger });
   const modelFor = overrides.modelFor ?? modelFactory(config, logger);
-  const sessions = new SessionRegistry(secrets, config.sessionIdleMs);
+  const sessions = new SessionRegistry(logger, config.sessionIdleMs);
   const gate = new ApprovalGate(store, (taskId) => sessions.get(taskId)?.scrubber ?? Scrubber.NONE);
   const inputs = new InputRequests(store);
   const runner = new TaskRunner({

@@ -1,5 +1,7 @@
 import type { Context, Next } from 'koa';
 import { ServiceError } from '../errors.js';
+import type { Scrubber } from '../runtime/scrubber.js';
+import { taskLog } from '../runtime/taskLog.js';
 import { requestLog } from './requestLog.js';
 
 /**
@@ -16,10 +18,13 @@ export function errorHandler() {
       }
     } catch (thrown) {
       const err = toServiceError(thrown);
-      if (err.code === 'INTERNAL_ERROR') requestLog(ctx).error({ err: thrown }, 'unexpected error');
+      // A request about a task (or carrying secrets) is logged scrubbed of that task's secrets.
+      const scrubber = ctx.state.scrubber as Scrubber | undefined;
+      const log = scrubber ? taskLog(requestLog(ctx), scrubber) : requestLog(ctx);
+      if (err.code === 'INTERNAL_ERROR') log.error({ err: thrown }, 'unexpected error');
       if (ctx.headerSent || ctx.respond === false) {
         // A stream already started: the error can only be logged, and the connection closed.
-        if (err.code !== 'INTERNAL_ERROR') requestLog(ctx).warn({ code: err.code }, err.message);
+        if (err.code !== 'INTERNAL_ERROR') log.warn({ code: err.code }, err.message);
         ctx.res.destroy();
         return;
       }

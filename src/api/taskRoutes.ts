@@ -3,6 +3,7 @@ import type { Context } from 'koa';
 import { koaBody } from 'koa-body';
 import { ServiceError } from '../errors.js';
 import type { Principal } from '../runtime/principal.js';
+import { Scrubber } from '../runtime/scrubber.js';
 import type { AppOptions } from './app.js';
 import { attachmentDisposition } from './contentDisposition.js';
 import { JSON_TYPE, jsonOrElse } from './jsonBody.js';
@@ -31,8 +32,15 @@ export function taskRoutes(router: Router, options: AppOptions): void {
   const body = jsonOrElse(parser, options.bodyLimitBytes);
   const withFiles = jsonOrElse(uploadBody(parser, options.uploads, options.bodyLimitBytes), options.bodyLimitBytes);
 
+  // What is logged about a request on a task is scrubbed of the task's live secrets (errorHandler).
+  router.param('id', (id, ctx, next) => {
+    if (UUID.test(id)) ctx.state.scrubber = tasks.scrubberOf(id.toLowerCase());
+    return next();
+  });
+
   router.post('/tasks', withFiles, async (ctx) => {
     const input = parseCreateTask(requestBody(ctx));
+    if (input.secrets) ctx.state.scrubber = new Scrubber(input.secrets);
     const result = await tasks.create(principal(ctx), { ...input, uploads: await receivedFiles(ctx)?.stage() });
     ctx.status = 201;
     ctx.body = { success: true, data: result };
@@ -51,6 +59,7 @@ export function taskRoutes(router: Router, options: AppOptions): void {
   router.post('/tasks/:id/messages', withFiles, async (ctx) => {
     const id = taskId(ctx);
     const input = parseFollowUp(requestBody(ctx));
+    if (input.secrets) ctx.state.scrubber = ((ctx.state.scrubber as Scrubber | undefined) ?? Scrubber.NONE).with(input.secrets);
     const files = receivedFiles(ctx);
     // Files are checked and extracted only for a task that can take the follow-up now.
     if (files) await tasks.followUpTarget(principal(ctx), id);

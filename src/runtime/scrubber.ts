@@ -7,6 +7,7 @@ export class Scrubber {
   /** The scrubber of no secrets (scrubbers never change, so one serves every task without any). */
   static readonly NONE = new Scrubber({});
   private readonly pattern: RegExp | null;
+  private jsonPattern: RegExp | null | undefined;
   private readonly keyOf = new Map<string, string>();
   /** The longest secret value, in characters (0 when there are none). */
   readonly longest: number;
@@ -18,9 +19,9 @@ export class Scrubber {
       if (value.length === 0) continue;
       for (const form of encodedForms(value)) if (!this.keyOf.has(form)) this.keyOf.set(form, key);
     }
-    const values = [...this.keyOf.keys()].sort((a, b) => b.length - a.length);
-    this.longest = values.length ? values[0]!.length : 0;
-    this.pattern = values.length ? new RegExp(values.map(escapeRegExp).join('|'), 'g') : null;
+    const values = [...this.keyOf.keys()];
+    this.longest = values.reduce((longest, value) => Math.max(longest, value.length), 0);
+    this.pattern = patternOf(values);
   }
 
   /** True when there is nothing to scrub. */
@@ -49,6 +50,31 @@ export class Scrubber {
   /** The secret values this scrubber knows (for prefix checks in streams). */
   values(): IterableIterator<string> {
     return this.keyOf.keys();
+  }
+
+  /** This scrubber's values and `secrets` (theirs win for a value both know). */
+  with(secrets: Readonly<Record<string, string>>): Scrubber {
+    if (!Object.keys(secrets).length) return this;
+    return new Scrubber([...[...this.keyOf].map(([form, key]) => [key, form] as const), ...Object.entries(secrets)]);
+  }
+
+  /** The scrubber of the values (and encoded forms) of at least `chars` characters only. */
+  atLeast(chars: number): Scrubber {
+    const kept = [...this.keyOf].filter(([form]) => form.length >= chars).map(([form, key]) => [key, form] as const);
+    return kept.length === this.keyOf.size ? this : new Scrubber(kept);
+  }
+
+  /**
+   * A line of JSON with every secret value replaced inside its strings, and the line still valid
+   * JSON: forms that could only match across its structure (holding a quote, a backslash or a
+   * control character unescaped) are not looked for, and neither is a match that begins in the
+   * middle of an escape sequence.
+   */
+  jsonLine(line: string): string {
+    if (!this.pattern) return line;
+    this.jsonPattern ??= patternOf([...this.keyOf.keys()].filter((form) => isJsonSafe(form)));
+    if (!this.jsonPattern) return line;
+    return line.replace(this.jsonPattern, (match, offset: number) => (escapedAt(line, offset) ? match : `[secret:${this.keyOf.get(match)}]`));
   }
 
   private walk(input: unknown): unknown {
@@ -109,22 +135,51 @@ function encodedForms(value: string): string[] {
   return [...forms].filter((form) => form.length > 0);
 }
 
+/** One pattern for all `values`, longest first (so a value that contains another wins); null for none. */
+function patternOf(values: string[]): RegExp | null {
+  if (!values.length) return null;
+  return new RegExp([...values].sort((a, b) => b.length - a.length).map(escapeRegExp).join('|'), 'g');
+}
+
+/** Whether `form` can stand inside a JSON string as it is: no unescaped quote, no lone backslash, no control character. */
+function isJsonSafe(form: string): boolean {
+  // Valid JSON string content is exactly what parses back once quoted.
+  try {
+    JSON.parse(`"${form}"`);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Whether the character at `offset` is escaped: preceded by an odd run of backslashes. */
+function escapedAt(text: string, offset: number): boolean {
+  let backslashes = 0;
+  for (let i = offset - 1; i >= 0 && text[i] === '\\'; i--) backslashes++;
+  return backslashes % 2 === 1;
+}
+
 function escapeRegExp(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
 
+/** The shortest secret value scrubbed from every line of the process's log. */
+export const MIN_PROCESS_SECRET_CHARS = 8;
+
 /**
- * The secrets of every live task session in this process, for the log writer: a log line is scrubbed
- * of all of them, whichever task it is about. Registration is counted, so two tasks sharing a value
- * keep it registered until both end.
+ * The operator's secrets (the config's keys), scrubbed from every line of the process's log on its
+ * way out, whatever logged it. A task's secrets are not here: they are scrubbed from that task's
+ * own lines (TaskLog), so no value a caller chose can change another tenant's lines. Lines stay
+ * valid JSON (Scrubber#jsonLine), and values shorter than MIN_PROCESS_SECRET_CHARS are left alone.
+ * Registration is counted, so a value registered twice stays until both are unregistered.
  */
 export class SecretRegistry {
   private readonly counts = new Map<string, { key: string; count: number }>();
   private scrubber: Scrubber | null = null;
 
-  /** Registers the values of one session; returns the function that unregisters them. */
+  /** Registers values; returns the function that unregisters them. */
   register(secrets: Readonly<Record<string, string>>): () => void {
-    const entries = Object.entries(secrets).filter(([, value]) => value.length > 0);
+    const entries = Object.entries(secrets).filter(([, value]) => value.length >= MIN_PROCESS_SECRET_CHARS);
     for (const [key, value] of entries) {
       const entry = this.counts.get(value);
       if (entry) entry.count++;
@@ -143,10 +198,10 @@ export class SecretRegistry {
     };
   }
 
-  /** The text with every registered value replaced. */
-  text(input: string): string {
-    if (this.counts.size === 0) return input;
+  /** A JSON log line with every registered value replaced inside its strings. */
+  text(line: string): string {
+    if (this.counts.size === 0) return line;
     this.scrubber ??= new Scrubber([...this.counts].map(([value, { key }]) => [key, value] as const));
-    return this.scrubber.text(input);
+    return this.scrubber.jsonLine(line);
   }
 }

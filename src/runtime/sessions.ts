@@ -1,6 +1,9 @@
 import { randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
 import type { ModelMessage } from '../model/modelClient.js';
-import { Scrubber, SecretRegistry } from './scrubber.js';
+import { Scrubber } from './scrubber.js';
+import { taskLog } from './taskLog.js';
+import type { TaskLog } from './taskLog.js';
 import type { ToolSession } from './toolRouter.js';
 
 /**
@@ -10,9 +13,10 @@ import type { ToolSession } from './toolRouter.js';
  */
 export class TaskSession {
   private secrets: Record<string, string> = {};
-  private unregister: (() => void) | null = null;
   /** The scrubber of the current secrets. */
   scrubber = Scrubber.NONE;
+  /** The task's log: its lines scrubbed of its secrets (and no other line). */
+  log: TaskLog;
   /** The model's conversation; null until loaded from the store. */
   conversation: ModelMessage[] | null = null;
   /** The open tool session, if any. */
@@ -21,16 +25,17 @@ export class TaskSession {
   readonly alwaysAllowed = new Set<string>();
   expiryTimer: NodeJS.Timeout | null = null;
 
-  constructor(readonly taskId: string, private readonly registry: SecretRegistry, readonly sessionId: string = randomUUID()) {}
+  constructor(readonly taskId: string, private readonly logger: Logger, readonly sessionId: string = randomUUID()) {
+    this.log = logger;
+  }
 
   /** Adds (or replaces) secrets; true when any value changed. */
   addSecrets(secrets: Record<string, string>): boolean {
     const changed = Object.entries(secrets).some(([key, value]) => this.secrets[key] !== value);
     if (!changed) return false;
     this.secrets = { ...this.secrets, ...secrets };
-    this.unregister?.();
-    this.unregister = this.registry.register(this.secrets);
     this.scrubber = new Scrubber(this.secrets);
+    this.log = taskLog(this.logger, this.scrubber);
     return true;
   }
 
@@ -52,9 +57,9 @@ export class TaskSession {
     try {
       await tools?.close();
     } finally {
-      this.unregister?.();
       this.secrets = {};
       this.scrubber = Scrubber.NONE;
+      this.log = this.logger;
     }
   }
 }
@@ -63,7 +68,7 @@ export class TaskSession {
 export class SessionRegistry {
   private readonly sessions = new Map<string, TaskSession>();
 
-  constructor(readonly secretRegistry: SecretRegistry, private readonly idleMs: number) {}
+  constructor(private readonly logger: Logger, private readonly idleMs: number) {}
 
   get(taskId: string): TaskSession | undefined {
     return this.sessions.get(taskId);
@@ -72,7 +77,7 @@ export class SessionRegistry {
   /** The task's session, created when there is none (with `sessionId` when given). */
   open(taskId: string, sessionId?: string): TaskSession {
     let session = this.sessions.get(taskId);
-    if (!session) this.sessions.set(taskId, (session = new TaskSession(taskId, this.secretRegistry, sessionId)));
+    if (!session) this.sessions.set(taskId, (session = new TaskSession(taskId, this.logger, sessionId)));
     if (session.expiryTimer) clearTimeout(session.expiryTimer);
     session.expiryTimer = null;
     return session;

@@ -88,7 +88,7 @@ export class TaskRunner {
    * it waited for approvals, once they are decided: it finishes that turn, then goes on as usual.
    */
   async run(taskId: string, session: TaskSession, signal: AbortSignal, mode: 'start' | 'resume' = 'start'): Promise<void> {
-    const { store, logger } = this.options;
+    const { store } = this.options;
     const started = new Date().toISOString();
     // A run without the conversation in memory (a task queued without a session) reads it in the
     // same round trip as the task: nothing adds a message while the task is pending or running.
@@ -116,7 +116,7 @@ export class TaskRunner {
       emit('status', { status: 'running', ...(warning ? { message: warning } : {}) }),
     ]);
     if (!moved) {
-      logger.warn({ taskId, event: 'run_not_started' }, 'the task changed status as its run started; the run ends');
+      session.log.warn({ taskId, event: 'run_not_started' }, 'the task changed status as its run started; the run ends');
       return;
     }
 
@@ -155,8 +155,9 @@ export class TaskRunner {
       emit('status', { status: 'completed' }),
       emit('done', { finalResponse }),
     ]);
-    // The task's id in each line rather than a child logger per run (pino rebuilds its redaction for each child).
-    logger.info({ taskId, event: 'task_completed' }, 'task completed');
+    // The task's id in each line rather than a child logger per run (pino rebuilds its redaction for
+    // each child); the session's log scrubs the line of the task's secrets.
+    session.log.info({ taskId, event: 'task_completed' }, 'task completed');
   }
 
   private async loop(task: TaskRecord, session: TaskSession, signal: AbortSignal, emit: Emit, unfinished?: UnfinishedTurn): Promise<string> {
@@ -275,20 +276,20 @@ export class TaskRunner {
     task: TaskRecord, session: TaskSession, err: unknown, signal: AbortSignal,
     emit: Emit,
   ): Promise<void> {
-    const { store, logger } = this.options;
+    const { store } = this.options;
     repairConversation(session.conversation);
     const now = new Date().toISOString();
     const abort = signal.aborted && signal.reason instanceof RunAbort ? signal.reason : undefined;
     if (abort?.kind === 'suspend' && (await store.getTask(task.id))?.status === 'awaiting_approval') {
       // Its approvals stay pending in the store; the next process resumes the task once they are decided.
-      logger.info({ taskId: task.id, event: 'task_suspended' }, 'task suspended while it waits for approval');
+      session.log.info({ taskId: task.id, event: 'task_suspended' }, 'task suspended while it waits for approval');
       return;
     }
     if (abort?.kind === 'cancel') {
       await store.transitionTask(task.id, ['pending', 'running', 'awaiting_approval'], { status: 'cancelled', completedAt: now });
       await emit('status', { status: 'cancelled' });
       await emit('error', { code: 'CANCELLED', message: 'Task cancelled' });
-      logger.info({ taskId: task.id, event: 'task_cancelled' }, 'task cancelled');
+      session.log.info({ taskId: task.id, event: 'task_cancelled' }, 'task cancelled');
       return;
     }
     const message = abort
@@ -300,8 +301,9 @@ export class TaskRunner {
     await store.transitionTask(task.id, ['pending', 'running', 'awaiting_approval'], { status: 'failed', completedAt: now, error });
     await emit('status', { status: 'failed' });
     await emit('error', error);
-    if (abort || err instanceof ModelError || err instanceof RequiredServerError || err instanceof SecretsLostError) logger.warn({ taskId: task.id, event: 'task_failed', reason: error.message }, 'task failed');
-    else logger.error({ taskId: task.id, event: 'task_failed', err: session.scrubber.text(describeError(err)) }, 'task failed with an unexpected error');
+    const expected = abort || err instanceof ModelError || err instanceof RequiredServerError || err instanceof SecretsLostError;
+    if (expected) session.log.warn({ taskId: task.id, event: 'task_failed', reason: error.message }, 'task failed');
+    else session.log.error({ taskId: task.id, event: 'task_failed', err: describeError(err) }, 'task failed with an unexpected error');
   }
 }
 

@@ -244,6 +244,11 @@ export class TaskService {
   }
 
   /** The task if the caller may see it; NOT_FOUND otherwise, so other projects' ids never leak. */
+  /** The scrubber of a task's live secrets (none when its session is gone), for what is logged about a request on it. */
+  scrubberOf(taskId: string): Scrubber {
+    return this.options.sessions.get(taskId)?.scrubber ?? Scrubber.NONE;
+  }
+
   async visibleTask(principal: Principal, taskId: string): Promise<TaskRecord> {
     const task = await this.options.store.getTask(taskId);
     const visible = task && task.projectId === principal.projectId && (principal.kind === 'apiKey' || task.endUserId === principal.endUserId);
@@ -359,7 +364,7 @@ export class TaskService {
         const session = this.options.sessions.open(taskId, sessionId);
         await this.options.runner.run(taskId, session, controller.signal, mode);
       } catch (err) {
-        this.options.logger.error({ taskId, err }, 'task run crashed');
+        (this.options.sessions.get(taskId)?.log ?? this.options.logger).error({ taskId, err }, 'task run crashed');
       } finally {
         this.runs.delete(taskId);
         this.options.sessions.idle(taskId);

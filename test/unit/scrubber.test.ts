@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { Scrubber, SecretRegistry, StreamScrubber } from '../../src/runtime/scrubber.js';
+import { MIN_PROCESS_SECRET_CHARS, Scrubber, SecretRegistry, StreamScrubber } from '../../src/runtime/scrubber.js';
 
 describe('Scrubber', () => {
   describe('#text()', () => {
@@ -145,10 +145,10 @@ describe('SecretRegistry', () => {
   describe('#register()', () => {
     it('scrubs a registered value until it is unregistered', () => {
       const registry = new SecretRegistry();
-      const unregister = registry.register({ TOKEN: 'tok-abc' });
-      expect(registry.text('log tok-abc')).to.equal('log [secret:TOKEN]');
+      const unregister = registry.register({ TOKEN: 'tok-abcdef' });
+      expect(registry.text('log tok-abcdef')).to.equal('log [secret:TOKEN]');
       unregister();
-      expect(registry.text('log tok-abc')).to.equal('log tok-abc');
+      expect(registry.text('log tok-abcdef')).to.equal('log tok-abcdef');
     });
 
     it('keeps a value shared by two sessions scrubbed until both unregister', () => {
@@ -172,11 +172,41 @@ describe('SecretRegistry', () => {
       expect(registry.text('shared-value')).to.equal('shared-value');
     });
 
-    it('scrubs the values of every session at once', () => {
+    it('scrubs the values of every registration at once', () => {
       const registry = new SecretRegistry();
       registry.register({ A: 'alpha-value' });
       registry.register({ B: 'beta-value', EMPTY: '' });
       expect(registry.text('alpha-value beta-value')).to.equal('[secret:A] [secret:B]');
+    });
+  });
+
+  describe('#text()', () => {
+    it('leaves values shorter than MIN_PROCESS_SECRET_CHARS alone: they would rename fields and words of every line', () => {
+      const registry = new SecretRegistry();
+      registry.register({ SHORT: 'status', KEY: 'key_', LONG: 'x'.repeat(MIN_PROCESS_SECRET_CHARS) });
+      const line = JSON.stringify({ status: 200, apiKeyId: 'key_123', other: 'x'.repeat(MIN_PROCESS_SECRET_CHARS) });
+      expect(JSON.parse(registry.text(line))).to.deep.equal({ status: 200, apiKeyId: 'key_123', other: '[secret:LONG]' });
+    });
+
+    it('keeps every line valid JSON, whatever the values hold', () => {
+      // The last one stands in the line's own structure, unescaped, between "list" and "level".
+      const values = ['quote"quote"q', 'line\nbreak\nx', 'back\\slash\\', '","level":60,"', '\\"},{"x":"', '],"level":30'];
+      const registry = new SecretRegistry();
+      registry.register(Object.fromEntries(values.map((value, index) => [`S${index}`, value])));
+      const line = JSON.stringify({ msg: `all of them: ${values.join(' | ')}`, list: values, level: 30 });
+      const scrubbed = registry.text(line);
+      const parsed = JSON.parse(scrubbed);
+      expect(parsed.level).to.equal(30);
+      expect(parsed.list).to.deep.equal(values.map((_, index) => `[secret:S${index}]`));
+      for (const value of values) expect(scrubbed).not.to.include(JSON.stringify(value).slice(1, -1));
+    });
+
+    it('does not match a value that starts in the middle of an escape sequence', () => {
+      const registry = new SecretRegistry();
+      registry.register({ N: 'nothing-here' });
+      // "\nothing-here" is a newline then "othing-here": not the value.
+      const line = JSON.stringify({ msg: '\nothing-here', also: 'nothing-here' });
+      expect(JSON.parse(registry.text(line))).to.deep.equal({ msg: '\nothing-here', also: '[secret:N]' });
     });
   });
 });

@@ -7,7 +7,6 @@ import pino from 'pino';
 import { ModelError } from '../../src/model/modelClient.js';
 import type { ContentBlock, ModelClient, ModelRequest, ModelStreamEvent, Usage } from '../../src/model/modelClient.js';
 import { EventLog, InProcessEventBus } from '../../src/runtime/events.js';
-import { SecretRegistry } from '../../src/runtime/scrubber.js';
 import { SessionRegistry } from '../../src/runtime/sessions.js';
 import type { TaskSession } from '../../src/runtime/sessions.js';
 import { RunAbort } from '../../src/runtime/runAbort.js';
@@ -78,7 +77,7 @@ describe('TaskRunner', () => {
     store = new SqliteStore(':memory:');
     bus = new InProcessEventBus();
     events = new EventLog(store, bus);
-    sessions = new SessionRegistry(new SecretRegistry(), 60_000);
+    sessions = new SessionRegistry(pino({ level: 'silent' }), 60_000);
   });
 
   afterEach(async () => {

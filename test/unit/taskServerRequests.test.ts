@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import pino from 'pino';
 import { randomUUID } from 'node:crypto';
 import { ProtocolError } from '@modelcontextprotocol/client';
 import type { CreateMessageRequestParams } from '@modelcontextprotocol/client';
@@ -8,7 +9,6 @@ import type { ModelClient, ModelRequest, ModelStreamEvent } from '../../src/mode
 import { ApprovalGate } from '../../src/runtime/approvalGate.js';
 import { EventLog, InProcessEventBus } from '../../src/runtime/events.js';
 import { InputRequests } from '../../src/runtime/inputRequests.js';
-import { SecretRegistry } from '../../src/runtime/scrubber.js';
 import { SessionRegistry } from '../../src/runtime/sessions.js';
 import type { TaskSession } from '../../src/runtime/sessions.js';
 import { TaskServerRequests } from '../../src/runtime/taskServerRequests.js';
@@ -45,7 +45,7 @@ describe('TaskServerRequests', () => {
 
   beforeEach(async () => {
     store = new SqliteStore(':memory:');
-    sessions = new SessionRegistry(new SecretRegistry(), 60_000);
+    sessions = new SessionRegistry(pino({ level: 'silent' }), 60_000);
     events = new EventLog(store, new InProcessEventBus());
     gate = new ApprovalGate(store);
     inputs = new InputRequests(store);

@@ -11,7 +11,6 @@ import { ScriptedModelClient } from '../../src/model/scriptedModelClient.js';
 import { EventLog, InProcessEventBus } from '../../src/runtime/events.js';
 import type { EventType } from '../../src/runtime/events.js';
 import type { Principal } from '../../src/runtime/principal.js';
-import { SecretRegistry } from '../../src/runtime/scrubber.js';
 import { SessionRegistry } from '../../src/runtime/sessions.js';
 import { InProcessTaskQueue } from '../../src/runtime/taskQueue.js';
 import { TaskRunner } from '../../src/runtime/taskRunner.js';
@@ -101,7 +100,7 @@ describe('TaskStreams', () => {
     store = new HookedStore(':memory:');
     bus = new InProcessEventBus();
     events = new EventLog(store, bus);
-    sessions = new SessionRegistry(new SecretRegistry(), 60_000);
+    sessions = new SessionRegistry(pino({ level: 'silent' }), 60_000);
     const logger = pino({ level: 'silent' });
     const runner = new TaskRunner({
       store, events, tools: new EmptyToolRouter(), modelFor: () => new ScriptedModelClient(), systemPromptFor: () => '', workspaceFor: async () => tmpdir(), workspaceDirOf: () => tmpdir(), projectFor: () => ({}), gate: new ApprovalGate(store), inputs: new InputRequests(store), maxTurns: 5, logger,
