@@ -9,7 +9,7 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { BwrapSandbox, HOST_ENV } from '../src/sandbox/bwrap.js';
-import { sandboxLayout } from '../src/sandbox/bwrapLayout.js';
+import { SandboxLayouts } from '../src/sandbox/bwrapLayout.js';
 import type { SandboxedSpawn } from '../src/sandbox/processSandbox.js';
 import { spawnSandboxed } from '../src/sandbox/spawnSandboxed.js';
 import { openWorkspaces } from '../src/sandbox/workspaces.js';
@@ -48,8 +48,8 @@ await withTempDir('airlock-bench-sandbox-', async (dir) => {
   const workspace = join(dataDir, 'ws');
   mkdirSync(workspace, { recursive: true });
   chownSync(workspace, SANDBOX_USER.uid, SANDBOX_USER.gid);
-  const layout = sandboxLayout({ dataDir, readOnlyPaths: ['/usr/bin/bwrap', SANDBOX_USER.setpriv] });
-  const sandbox = new BwrapSandbox('/usr/bin/bwrap', layout, undefined, SANDBOX_USER);
+  const layouts = SandboxLayouts.forHost({ dataDir, readOnlyPaths: ['/usr/bin/bwrap', SANDBOX_USER.setpriv] });
+  const sandbox = new BwrapSandbox('/usr/bin/bwrap', layouts, undefined, SANDBOX_USER);
   const request = { command: '/bin/true', args: [], env: { PATH: '/usr/bin:/bin', HOME: '/workspace', TOKEN: 'x'.repeat(64) }, workspaceDir: workspace, cwd: workspace, network: 'allow' as const };
   // The baseline: one stage, every option on the command line, the environment passed through.
   const stages = await sandbox.prepare(request);

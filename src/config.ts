@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
+import { hiddenPathProblems } from './configPaths.js';
 import { Ajv } from 'ajv';
 import addFormatsModule from 'ajv-formats';
 import configSchema from '../schema/airlock.config.schema.json' with { type: 'json' };
@@ -39,6 +40,8 @@ export interface McpServerConfig {
   protocol?: 'auto' | 'legacy' | '2026-07-28';
   includeTools?: string[];
   excludeTools?: string[];
+  /** stdio: host paths shown read-only to this server besides what the sandbox finds from its command and args. */
+  sandbox?: { readOnlyPaths?: string[] };
 }
 
 /** One project's configuration, from the config file. */
@@ -271,11 +274,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     }
   }
 
+  const dataDir = resolve(cwd, env.AIRLOCK_DATA_DIR || file.dataDir || './data');
+  problems.push(...hiddenPathProblems({ sandbox: file.sandbox, projects, dataDir, configPath }));
   if (problems.length) throw new ConfigError(problems);
   return {
     host: env.HOST || file.server?.host || '127.0.0.1',
     port,
-    dataDir: resolve(cwd, env.AIRLOCK_DATA_DIR || file.dataDir || './data'),
+    dataDir,
     logLevel,
     bodyLimitBytes: file.server?.bodyLimitBytes ?? 1024 * 1024,
     heartbeatIntervalMs,

@@ -5,6 +5,7 @@ import { getDefaultEnvironment } from '@modelcontextprotocol/client/stdio';
 import type { McpServerConfig, NetworkPolicy } from '../config.js';
 import type { ProcessSandbox } from '../sandbox/processSandbox.js';
 import { CallDeadline } from './callDeadline.js';
+import { launchProblem } from '../sandbox/serverPaths.js';
 import { ProcessTransport } from './processTransport.js';
 import { attribute } from './serverRequests.js';
 import type { ActiveCall, CallRequests, ServerRequestContext, ServerRequestHandler } from './serverRequests.js';
@@ -42,8 +43,11 @@ export interface ConnectionSpec {
    * absent: declare none. `onRefused` hears of each request that belonged to no call in flight.
    */
   serverRequests?: { onRefused(refused: { server: string; method: string; reason: string }): void };
-  /** stdio: the task's sandbox, which wraps the process each time it is spawned; `cwd` is then a path inside `workspaceDir`. */
-  sandbox?: { sandbox: ProcessSandbox; workspaceDir: string; network: NetworkPolicy };
+  /**
+   * stdio: the task's sandbox, which wraps the process each time it is spawned; `cwd` is then a path
+   * inside `workspaceDir`; `readOnlyPaths` are shown to this server besides the usual layout.
+   */
+  sandbox?: { sandbox: ProcessSandbox; workspaceDir: string; network: NetworkPolicy; readOnlyPaths?: string[] };
 }
 
 /** Progress of a call as a server reports it. */
@@ -79,6 +83,8 @@ export class McpConnection {
   private connecting: Promise<Client> | null = null;
   private tools: Tool[] | null = null;
   private stderrTail = '';
+  /** The first STDERR_TAIL_CHARS of what the current process printed on stderr: its first error is there. */
+  private stderrHead = '';
   private readonly active = new Set<ActiveCall>();
   /** Tasks holding this connection now. */
   leases = 0;
@@ -184,7 +190,14 @@ export class McpConnection {
           throw new ProtocolError(ProtocolErrorCode.InvalidRequest, `Airlock refused the sampling request: ${reason}`);
         }));
     }
-    const { transport, release } = await this.transport();
+    let opened: Awaited<ReturnType<McpConnection['transport']>>;
+    try {
+      opened = await this.transport();
+    } catch (err) {
+      if (!this.isClosed) this.state = 'idle';
+      throw err;
+    }
+    const { transport, release } = opened;
     // A transport that closes (process exit, dropped stream) leaves the connection to be reopened.
     client.onclose = () => {
       if (this.client === client) this.client = null;
@@ -198,8 +211,8 @@ export class McpConnection {
       release();
       if (!this.isClosed) this.state = 'idle';
       // A process that dies while starting says why on stderr, not in the protocol.
-      const tail = this.stderrTail.trim();
-      if (tail) throw new Error(`${err instanceof Error ? err.message : String(err)}; the server's last output: ${tail.split('\n').slice(-3).join(' | ')}`, { cause: err });
+      const said = describeStderr(this.stderrHead, this.stderrTail);
+      if (said) throw new Error(`${err instanceof Error ? err.message : String(err)}; ${said}`, { cause: err });
       throw err;
     }
     if (this.isClosed) {
@@ -250,18 +263,39 @@ export class McpConnection {
       case 'stdio': {
         const launch = this.spec.launch ?? { command: config.command!, args: config.args ?? [] };
         const placement = this.spec.sandbox;
+        if (!this.spec.launch) this.checkLaunch(launch);
         const spawn = placement
-          ? await placement.sandbox.prepare({ ...launch, env: this.spec.env ?? {}, workspaceDir: placement.workspaceDir, cwd: this.spec.cwd ?? placement.workspaceDir, network: placement.network })
+          ? await placement.sandbox.prepare({
+            ...launch, env: this.spec.env ?? {}, workspaceDir: placement.workspaceDir,
+            cwd: this.spec.cwd ?? placement.workspaceDir, network: placement.network, readOnlyPaths: placement.readOnlyPaths ?? [],
+          })
           : { ...launch, env: this.spec.env ?? getDefaultEnvironment(), cwd: this.spec.cwd ?? process.cwd(), release: () => {} };
         const transport = new ProcessTransport(spawn);
+        this.stderrHead = '';
         transport.stderr.on('data', (chunk: Buffer) => {
-          this.stderrTail = (this.stderrTail + chunk.toString('utf8')).slice(-STDERR_TAIL_CHARS);
+          const text = chunk.toString('utf8');
+          if (this.stderrHead.length < STDERR_TAIL_CHARS) this.stderrHead = (this.stderrHead + text).slice(0, STDERR_TAIL_CHARS);
+          this.stderrTail = (this.stderrTail + text).slice(-STDERR_TAIL_CHARS);
         });
         // Set before connect(), which chains it: called when the process has exited.
         transport.onclose = spawn.release;
         return { transport, release: spawn.release };
       }
     }
+  }
+
+  /** Throws, before anything starts, when the server's command or a file it names cannot be found where it will run. */
+  private checkLaunch(launch: { command: string; args: string[] }): void {
+    const placement = this.spec.sandbox;
+    const cwd = this.spec.cwd ?? placement?.workspaceDir ?? process.cwd();
+    const shownAs = placement ? placement.sandbox.workspacePath(placement.workspaceDir) + cwd.slice(placement.workspaceDir.length) : cwd;
+    const shows = placement?.sandbox.shows?.bind(placement.sandbox);
+    const problem = launchProblem({
+      launch, pathVar: this.spec.env?.PATH ?? process.env.PATH ?? '', cwd, cwdShownAs: shownAs,
+      ...(shows ? { shows: (path: string) => shows(path, placement!.readOnlyPaths ?? []) } : {}),
+      keyOf: (key) => `projects.${this.spec.projectId}.mcpServers.${this.spec.serverName}.${key}`,
+    });
+    if (problem) throw new LaunchError(`the server was not started: ${problem}`);
   }
 
   // An HTTP server that forgot our session answers 404: the request never ran, so a new session
@@ -277,6 +311,26 @@ export class McpConnection {
       return run(await relatedCall.exit(() => this.connect()));
     }
   }
+}
+
+/** A stdio server that Airlock did not start, because what it needs is not there (the message says what and how to fix it). */
+export class LaunchError extends Error {
+  override readonly name = 'LaunchError';
+}
+
+const ERROR_LINE = /\b(error|exception|fatal|panic|cannot|can't|could not|not found|no such|denied|traceback)\b/i;
+
+/**
+ * What a server that died while starting said: the first line of its stderr that reads like an
+ * error (Node's `Error: Cannot find module …` comes after a few lines of source) and its last lines.
+ */
+export function describeStderr(head: string, tail: string): string | undefined {
+  const lines = (text: string) => text.split('\n').map((line) => line.trim()).filter(Boolean);
+  const last = lines(tail).slice(-3);
+  if (!last.length) return undefined;
+  const first = lines(head).find((line) => ERROR_LINE.test(line));
+  const lastText = `its last output: ${last.join(' | ')}`;
+  return first && !last.includes(first) ? `the server's first error: ${first}; ${lastText}` : `the server's ${lastText}`;
 }
 
 function negotiationMode(config: McpServerConfig): 'legacy' | 'auto' | { pin: string } {

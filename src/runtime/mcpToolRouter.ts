@@ -9,6 +9,7 @@ import type { McpConnection } from '../mcp/mcpConnection.js';
 import type { McpPool, Lease } from '../mcp/mcpPool.js';
 import { resolveTemplates } from '../mcp/templates.js';
 import type { ProcessSandbox } from '../sandbox/processSandbox.js';
+import { namedPaths, serverReadOnlyPaths } from '../sandbox/serverPaths.js';
 import type { ToolDefinition } from '../model/modelClient.js';
 import { globMatch } from './approvalPolicy.js';
 import { Scrubber } from './scrubber.js';
@@ -82,6 +83,8 @@ export class McpToolRouter implements ToolRouter {
    * to learn the same list.
    */
   private builtinListing: Promise<void> | null = null;
+  /** What the sandbox shows each configured stdio server (serverPaths), by project and server. */
+  private readonly shownPaths = new Map<string, string[]>();
 
   constructor(private readonly options: McpToolRouterOptions) {}
 
@@ -172,7 +175,7 @@ export class McpToolRouter implements ToolRouter {
       ...(stdio ? {
         env, cwd,
         ...(launch ? { launch } : {}),
-        ...(sandbox ? { sandbox: { sandbox, workspaceDir: request.workspaceDir, network } } : {}),
+        ...(sandbox ? { sandbox: { sandbox, workspaceDir: request.workspaceDir, network, readOnlyPaths: launch ? [] : this.serverPaths(request.projectId, name, config) } } : {}),
       } : {}),
       // The built-in server never asks its client anything; configured servers may.
       ...(name === BUILTIN_SERVER ? {} : { serverRequests: this.serverRequests }),
@@ -183,6 +186,21 @@ export class McpToolRouter implements ToolRouter {
   private readonly serverRequests = {
     onRefused: (refused: { server: string; method: string; reason: string }) => this.options.logger.warn(refused, 'refused an MCP server request that belongs to no tool call in flight'),
   };
+
+  /**
+   * What the sandbox shows a configured stdio server besides its usual layout: the files its
+   * configuration names and their package roots, and its own readOnlyPaths. From the config alone
+   * (never a task's values), so it is worked out once per server.
+   */
+  private serverPaths(projectId: string, name: string, config: McpServerConfig): string[] {
+    const key = `${projectId}\0${name}`;
+    let paths = this.shownPaths.get(key);
+    if (!paths) {
+      const named = namedPaths({ command: config.command ?? '', args: config.args ?? [] }, process.env.PATH ?? '');
+      this.shownPaths.set(key, (paths = serverReadOnlyPaths(named, config.sandbox?.readOnlyPaths)));
+    }
+    return paths;
+  }
 
   private workspacePath(request: ToolSessionRequest): string {
     return this.options.sandbox?.workspacePath(request.workspaceDir) ?? request.workspaceDir;

@@ -1,6 +1,7 @@
 import { isAbsolute, relative, sep } from 'node:path';
 import type { NetworkPolicy } from '../config.js';
-import type { BwrapLayout } from './bwrapLayout.js';
+import { layoutShows } from './bwrapLayout.js';
+import type { BwrapLayout, SandboxLayouts } from './bwrapLayout.js';
 import { joinGroupCommand } from './cgroupLimits.js';
 import type { CgroupV1Limits } from './cgroupLimits.js';
 import type { ProcessSandbox, SandboxedSpawn, SandboxRequest } from './processSandbox.js';
@@ -91,7 +92,7 @@ export class BwrapSandbox implements ProcessSandbox {
   constructor(
     /** The absolute path of the bubblewrap program. */
     private readonly bwrap: string,
-    private readonly layout: BwrapLayout,
+    private readonly layouts: SandboxLayouts,
     private readonly cgroups?: CgroupV1Limits,
     /** Set when Airlock runs as root: the user the sandboxed processes run as on the host. */
     readonly user?: SandboxUser,
@@ -101,8 +102,12 @@ export class BwrapSandbox implements ProcessSandbox {
     return WORKSPACE_MOUNT;
   }
 
+  shows(path: string, readOnlyPaths: readonly string[] = []): boolean {
+    return layoutShows(this.layouts.with(readOnlyPaths), path);
+  }
+
   async prepare(request: SandboxRequest): Promise<SandboxedSpawn> {
-    const stages = bwrapStages(this.layout, request, this.user);
+    const stages = bwrapStages(this.layouts.with(request.readOnlyPaths ?? []), request, this.user);
     const fdInputs = [argsData(stages.outer), argsData(stages.inner)];
     const drop = this.user ? [this.user.setpriv, ...setprivArgs(this.user)] : [];
     const args = ['--args', '3', '--', ...drop, this.bwrap, '--args', '4', '--', request.command, ...request.args];

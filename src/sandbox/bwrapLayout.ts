@@ -25,6 +25,56 @@ export interface BwrapLayout {
   hiddenFiles: string[];
 }
 
+/** What a layout is made from. */
+export interface LayoutOptions {
+  dataDir: string;
+  configPath?: string;
+  readOnlyPaths: string[];
+}
+
+/** Past this many layouts with extra paths, the cache starts again (each distinct server config makes one). */
+const MAX_CACHED_LAYOUTS = 256;
+
+/**
+ * The layouts of one Airlock: the base one, and the base with a stdio server's own paths shown too,
+ * made once per distinct set of paths.
+ */
+export class SandboxLayouts {
+  private readonly cache = new Map<string, BwrapLayout>();
+
+  private constructor(readonly base: BwrapLayout, private readonly options: LayoutOptions | undefined) {}
+
+  /** The layouts for this host (sandboxLayout). */
+  static forHost(options: LayoutOptions): SandboxLayouts {
+    return new SandboxLayouts(sandboxLayout(options), options);
+  }
+
+  /** One fixed layout, whatever extra paths are asked for (tests). */
+  static fixed(layout: BwrapLayout): SandboxLayouts {
+    return new SandboxLayouts(layout, undefined);
+  }
+
+  /** The base layout with `extra` host paths shown read-only too. */
+  with(extra: readonly string[]): BwrapLayout {
+    if (!extra.length || !this.options) return this.base;
+    const key = JSON.stringify(extra);
+    let layout = this.cache.get(key);
+    if (!layout) {
+      if (this.cache.size >= MAX_CACHED_LAYOUTS) this.cache.clear();
+      layout = sandboxLayout({ ...this.options, readOnlyPaths: [...this.options.readOnlyPaths, ...extra] });
+      this.cache.set(key, layout);
+    }
+    return layout;
+  }
+}
+
+/** Whether a process in a sandbox of `layout` sees the host path `path` (as the host has it). */
+export function layoutShows(layout: BwrapLayout, path: string): boolean {
+  const forms = new Set([path, realOrSelf(path)]);
+  const hidden = [...layout.hiddenDirs, ...layout.hiddenFiles];
+  return [...forms].some((form) => layout.readOnly.some((shown) => isWithin(shown, form)) && !hidden.some((dir) => isWithin(dir, form)));
+}
+
 /**
  * The layout for this host: the system directories, Node.js, Airlock's checkout and node_modules,
  * and `readOnlyPaths`, all read-only, with the entries of /etc that other users may not read hidden.
@@ -32,7 +82,7 @@ export interface BwrapLayout {
  * that holds one of them is not bound whole but made empty and filled with its other entries (as
  * they are at start-up), so no mount inside (`/proc/self/mountinfo`) gives away where they are.
  */
-export function sandboxLayout(options: { dataDir: string; configPath?: string; readOnlyPaths: string[] }): BwrapLayout {
+export function sandboxLayout(options: LayoutOptions): BwrapLayout {
   const layout: BwrapLayout = { dirs: [], readOnly: [], symlinks: [], hiddenDirs: [], hiddenFiles: [] };
   const secret = [realOrSelf(options.dataDir), ...(options.configPath ? [realOrSelf(options.configPath)] : [])];
   const covered = (path: string) => layout.readOnly.some((shown) => isWithin(shown, path));

@@ -12,6 +12,8 @@ export interface SandboxRequest {
   cwd: string;
   /** Whether the process may use the network. */
   network: NetworkPolicy;
+  /** Host paths shown read-only to this process besides what every sandbox shows (a stdio server's own files). */
+  readOnlyPaths?: readonly string[];
 }
 
 /**
@@ -36,6 +38,8 @@ export interface ProcessSandbox {
   readonly kind: 'bwrap' | 'none';
   /** The path under which the task's processes see its workspace (`/workspace` inside bubblewrap). */
   workspacePath(workspaceDir: string): string;
+  /** Whether a process sees the host path `path` (with `readOnlyPaths` shown too); absent without a sandbox, where it sees everything. */
+  shows?(path: string, readOnlyPaths?: readonly string[]): boolean;
   /** Wraps one process; rejects when its sandbox cannot be set up. */
   prepare(request: SandboxRequest): Promise<SandboxedSpawn>;
 }

@@ -6,7 +6,7 @@ import { ConfigError } from '../config.js';
 import type { NetworkPolicy, SandboxConfig } from '../config.js';
 import { BwrapSandbox } from './bwrap.js';
 import type { SandboxUser } from './bwrap.js';
-import { sandboxLayout } from './bwrapLayout.js';
+import { SandboxLayouts } from './bwrapLayout.js';
 import { CgroupV1Limits } from './cgroupLimits.js';
 import type { ProcessSandbox } from './processSandbox.js';
 import { Unsandboxed } from './processSandbox.js';
@@ -84,8 +84,8 @@ async function openBwrap(
   await mkdir(context.dataDir, { recursive: true });
   // The inner stage runs bubblewrap (and setpriv) from inside the outer one: they must be shown.
   const programs = [program.path, ...(user ? [user.setpriv] : [])];
-  const layout = sandboxLayout({ dataDir: context.dataDir, configPath: context.configPath, readOnlyPaths: [...config.readOnlyPaths, ...programs] });
-  const sandbox = new BwrapSandbox(program.path, layout, cgroups, user);
+  const layouts = SandboxLayouts.forHost({ dataDir: context.dataDir, configPath: context.configPath, readOnlyPaths: [...config.readOnlyPaths, ...programs] });
+  const sandbox = new BwrapSandbox(program.path, layouts, cgroups, user);
   const failure = await probe(sandbox, context.dataDir, context.networks);
   return failure === undefined ? { ok: true, sandbox, path: program.path } : { ok: false, reason: failure };
 }

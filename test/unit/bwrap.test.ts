@@ -3,7 +3,7 @@ import { mkdirSync, mkdtempSync, realpathSync, rmSync, statSync, symlinkSync, wr
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { argsData, BwrapSandbox, bwrapStages, HOST_ENV } from '../../src/sandbox/bwrap.js';
-import { sandboxLayout } from '../../src/sandbox/bwrapLayout.js';
+import { SandboxLayouts, sandboxLayout } from '../../src/sandbox/bwrapLayout.js';
 import type { BwrapLayout } from '../../src/sandbox/bwrapLayout.js';
 import { WORKSPACE_MOUNT } from '../../src/sandbox/workspaces.js';
 
@@ -96,7 +96,7 @@ describe('BwrapSandbox#prepare()', () => {
   const request = { command: 'node', args: ['server.js', '--token', 'from-config'], env: { SECRET: 's3cr3t-value', LD_PRELOAD: '/workspace/x.so' }, workspaceDir: '/srv/data/workspaces/t1', cwd: '/srv/data/workspaces/t1', network: 'allow' as const };
 
   it('gives the host processes a fixed environment and a command line without the task\'s values or the workspace path', async () => {
-    const launch = await new BwrapSandbox('/usr/bin/bwrap', LAYOUT, undefined, USER).prepare(request);
+    const launch = await new BwrapSandbox('/usr/bin/bwrap', SandboxLayouts.fixed(LAYOUT), undefined, USER).prepare(request);
     expect(launch.env).to.deep.equal(HOST_ENV);
     expect(launch.cwd).to.equal('/');
     const commandLine = [launch.command, ...launch.args].join(' ');
@@ -107,7 +107,7 @@ describe('BwrapSandbox#prepare()', () => {
   });
 
   it('without a user to drop to, runs the inner stage straight from the outer one', async () => {
-    const launch = await new BwrapSandbox('/usr/bin/bwrap', LAYOUT).prepare(request);
+    const launch = await new BwrapSandbox('/usr/bin/bwrap', SandboxLayouts.fixed(LAYOUT)).prepare(request);
     expect(launch.args.slice(0, 7)).to.deep.equal(['--args', '3', '--', '/usr/bin/bwrap', '--args', '4', '--']);
   });
 });

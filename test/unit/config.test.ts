@@ -144,6 +144,31 @@ describe('loadConfig', () => {
       expect(loadConfig({ AIRLOCK_CONFIG: path, AIRLOCK_SANDBOX_MODE: 'auto' }, cwd).sandbox.mode).to.equal('auto');
     });
 
+    it('refuses a config that would show a sandbox the data directory or the config file, naming each key', () => {
+      const dataDir = join(dir, 'data');
+      const path = configFile({
+        dataDir,
+        sandbox: { readOnlyPaths: [join(dataDir, 'workspaces')] },
+        projects: { default: { mcpServers: {
+          leaky: { type: 'stdio', command: 'node', args: [join(dataDir, 'airlock.db')], sandbox: { readOnlyPaths: [dataDir] } },
+          config: { type: 'stdio', command: 'cat', args: ['{{mcp.FILE}}', join(dir, 'airlock.config.json')] },
+        } } },
+      });
+      const message = (() => {
+        try {
+          loadConfig({ AIRLOCK_CONFIG: path }, cwd);
+        } catch (err) {
+          return (err as Error).message;
+        }
+        throw new Error('loadConfig accepted it');
+      })();
+      expect(message).to.include(`sandbox.readOnlyPaths[0]: "${join(dataDir, 'workspaces')}" is inside Airlock's data directory`);
+      expect(message).to.include(`projects.default.mcpServers.leaky.args[0]: "${join(dataDir, 'airlock.db')}" is inside Airlock's data directory`);
+      expect(message).to.include('projects.default.mcpServers.leaky.sandbox.readOnlyPaths[0]');
+      expect(message).to.include(`projects.default.mcpServers.config.args[1]: "${join(dir, 'airlock.config.json')}" is Airlock's config file, which no sandbox shows`);
+      expect(message).to.not.include('args[0]: "{{mcp.FILE}}"');
+    });
+
     it('refuses the sandbox user root and a workspace limit too small for a filesystem', () => {
       const problem = (sandbox: Record<string, unknown>) => {
         try {
