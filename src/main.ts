@@ -12,6 +12,7 @@ import { createLogger } from './logger.js';
 import { AnthropicModelClient } from './model/anthropicModelClient.js';
 import type { ModelClient } from './model/modelClient.js';
 import { ScriptedModelClient } from './model/scriptedModelClient.js';
+import { sdkLogging } from './model/sdkLogger.js';
 import { createApiKey, hashApiKey } from './runtime/apiKeys.js';
 import { EventLog, InProcessEventBus } from './runtime/events.js';
 import { ApprovalGate } from './runtime/approvalGate.js';
@@ -199,6 +200,7 @@ export function systemPrompt(config: Config, task: TaskRecord): string {
 function modelFactory(config: Config, logger: Logger): (projectId: string) => ModelClient {
   const cache = new Map<string, ModelClient>();
   const scripted = new ScriptedModelClient();
+  const sdk = sdkLogging(logger);
   return (projectId) => {
     const model = projectModel(config, projectId);
     if (model.provider === 'scripted' || !model.apiKey) return scripted;
@@ -207,21 +209,11 @@ function modelFactory(config: Config, logger: Logger): (projectId: string) => Mo
       client = new AnthropicModelClient({
         apiKey: model.apiKey, baseURL: model.baseURL, model: model.name, maxTokens: model.maxTokens,
         thinkingBudgetTokens: model.thinkingBudgetTokens, maxRetries: model.maxRetries,
-        logger: sdkLogger(logger),
+        logger: sdk.logger, warnings: sdk.warnings,
       });
       cache.set(projectId, client);
     }
     return client;
-  };
-}
-
-function sdkLogger(logger: Logger) {
-  const child = logger.child({ component: 'anthropic-sdk' });
-  return {
-    error: (message: string, ...rest: unknown[]) => child.error({ detail: rest.map(String).join(' ') }, message),
-    warn: (message: string, ...rest: unknown[]) => child.warn({ detail: rest.map(String).join(' ') }, message),
-    info: (message: string) => child.debug(message),
-    debug: (message: string) => child.debug(message),
   };
 }
 
