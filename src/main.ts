@@ -24,6 +24,7 @@ import { TaskRunner } from './runtime/taskRunner.js';
 import { TaskService } from './runtime/taskService.js';
 import { TaskStreams } from './runtime/taskStream.js';
 import { TaskArtifacts } from './runtime/taskArtifacts.js';
+import { Readiness } from './runtime/readiness.js';
 import { WorkspaceRetention } from './runtime/workspaceRetention.js';
 import { Uploads } from './sandbox/uploads.js';
 import { DOWNLOADS_DIR, openWorkspaces, UPLOADS_DIR, WORKSPACE_MOUNT } from './sandbox/workspaces.js';
@@ -128,10 +129,12 @@ export async function startAirlock(config: Config, overrides: AirlockOverrides =
   if (recovered.failed) logger.warn({ count: recovered.failed }, 'tasks left running by a previous process were marked failed');
   if (recovered.waiting) logger.info({ count: recovered.waiting }, 'tasks left waiting for approval by a previous process still wait, and resume once decided');
 
+  const readiness = new Readiness({ store, sandbox: setup, logger });
   const app = buildApp({
     store, tasks, streams, artifacts, uploads, logger, jwtSecret: config.jwtSecret, projects: Object.keys(config.projects), bodyLimitBytes: config.bodyLimitBytes, heartbeatIntervalMs: config.heartbeatIntervalMs,
     rateLimit: config.rateLimit,
     health: () => ({ runningTasks: queue.running, queuedTasks: queue.queued, mcpConnections: pool.stats().open }),
+    readiness: () => readiness.check(),
   });
   const server = createServer(app.callback());
   server.keepAliveTimeout = 65_000;
