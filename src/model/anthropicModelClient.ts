@@ -93,8 +93,8 @@ export class AnthropicModelClient implements ModelClient {
     this.#retryMaxDelayMs = options.retryMaxDelayMs ?? 30_000;
     this.#sleep = options.sleep ?? abortableSleep;
     this.description = `anthropic:${options.model}`;
-    const warn = options.logger?.warn ?? ((message: string) => console.warn(message));
-    this.#warnings = options.warnings ?? new SdkWarnings((message) => warn(message));
+    const { logger } = options;
+    this.#warnings = options.warnings ?? new SdkWarnings((message) => (logger ? logger.warn(message) : console.warn(message)));
     // The SDK's own retries are invisible to the caller; ours emit `retrying` events.
     this.#client = new Anthropic({
       apiKey: options.apiKey,
