@@ -12,6 +12,7 @@ import { createLogger } from './logger.js';
 import { AnthropicModelClient } from './model/anthropicModelClient.js';
 import type { ModelClient } from './model/modelClient.js';
 import { ScriptedModelClient } from './model/scriptedModelClient.js';
+import { sdkLogging } from './model/sdkLogger.js';
 import { createApiKey, hashApiKey } from './runtime/apiKeys.js';
 import { EventLog, InProcessEventBus } from './runtime/events.js';
 import { ApprovalGate } from './runtime/approvalGate.js';
@@ -23,6 +24,7 @@ import { TaskRunner } from './runtime/taskRunner.js';
 import { TaskService } from './runtime/taskService.js';
 import { TaskStreams } from './runtime/taskStream.js';
 import { TaskArtifacts } from './runtime/taskArtifacts.js';
+import { Readiness } from './runtime/readiness.js';
 import { WorkspaceRetention } from './runtime/workspaceRetention.js';
 import { Uploads } from './sandbox/uploads.js';
 import { DOWNLOADS_DIR, openWorkspaces, UPLOADS_DIR, WORKSPACE_MOUNT } from './sandbox/workspaces.js';
@@ -127,10 +129,12 @@ export async function startAirlock(config: Config, overrides: AirlockOverrides =
   if (recovered.failed) logger.warn({ count: recovered.failed }, 'tasks left running by a previous process were marked failed');
   if (recovered.waiting) logger.info({ count: recovered.waiting }, 'tasks left waiting for approval by a previous process still wait, and resume once decided');
 
+  const readiness = new Readiness({ store, sandbox: setup, logger });
   const app = buildApp({
     store, tasks, streams, artifacts, uploads, logger, jwtSecret: config.jwtSecret, projects: Object.keys(config.projects), bodyLimitBytes: config.bodyLimitBytes, heartbeatIntervalMs: config.heartbeatIntervalMs,
     rateLimit: config.rateLimit,
     health: () => ({ runningTasks: queue.running, queuedTasks: queue.queued, mcpConnections: pool.stats().open }),
+    readiness: () => readiness.check(),
   });
   const server = createServer(app.callback());
   server.keepAliveTimeout = 65_000;
@@ -199,6 +203,7 @@ export function systemPrompt(config: Config, task: TaskRecord): string {
 function modelFactory(config: Config, logger: Logger): (projectId: string) => ModelClient {
   const cache = new Map<string, ModelClient>();
   const scripted = new ScriptedModelClient();
+  const sdk = sdkLogging(logger);
   return (projectId) => {
     const model = projectModel(config, projectId);
     if (model.provider === 'scripted' || !model.apiKey) return scripted;
@@ -207,21 +212,11 @@ function modelFactory(config: Config, logger: Logger): (projectId: string) => Mo
       client = new AnthropicModelClient({
         apiKey: model.apiKey, baseURL: model.baseURL, model: model.name, maxTokens: model.maxTokens,
         thinkingBudgetTokens: model.thinkingBudgetTokens, maxRetries: model.maxRetries,
-        logger: sdkLogger(logger),
+        logger: sdk.logger, warnings: sdk.warnings,
       });
       cache.set(projectId, client);
     }
     return client;
-  };
-}
-
-function sdkLogger(logger: Logger) {
-  const child = logger.child({ component: 'anthropic-sdk' });
-  return {
-    error: (message: string, ...rest: unknown[]) => child.error({ detail: rest.map(String).join(' ') }, message),
-    warn: (message: string, ...rest: unknown[]) => child.warn({ detail: rest.map(String).join(' ') }, message),
-    info: (message: string) => child.debug(message),
-    debug: (message: string) => child.debug(message),
   };
 }
 

@@ -217,6 +217,7 @@ export class SqliteStore implements Store {
       listKeys: db.prepare<[], KeyRow>('SELECT * FROM api_keys ORDER BY created_at, id'),
       revokeKey: db.prepare('UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?'),
       countKeys: db.prepare<[], { n: number }>('SELECT COUNT(*) AS n FROM api_keys'),
+      ping: db.prepare('SELECT 1 FROM projects LIMIT 1'),
       insertTask: db.prepare<unknown[]>(`INSERT INTO tasks (${TASK_COLUMNS}) VALUES (${TASK_COLUMNS.split(',').map(() => '?').join(', ')})`),
       deleteTask: db.prepare<[number]>('DELETE FROM tasks WHERE no = ?'),
       task: db.prepare<[string], TaskRow>('SELECT * FROM tasks WHERE id = ?'),
@@ -510,6 +511,10 @@ export class SqliteStore implements Store {
 
   async listApprovals(taskId: string): Promise<ApprovalRecord[]> {
     return this.statements.approvals.all(taskId).map(approvalFromRow);
+  }
+
+  async ping(): Promise<void> {
+    this.statements.ping.get();
   }
 
   async close(): Promise<void> {

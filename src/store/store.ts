@@ -220,5 +220,8 @@ export interface Store {
   /** A task's approvals, oldest first. */
   listApprovals(taskId: string): Promise<ApprovalRecord[]>;
 
+  /** Resolves once the database has answered a read of its own tables (readiness); rejects with why not. */
+  ping(): Promise<void>;
+
   close(): Promise<void>;
 }
