@@ -64,12 +64,21 @@ describe('Task routes', () => {
       expect((await create({})).body.error.details).to.deep.equal([{ path: '/message', message: 'is required' }]);
     });
 
-    it('answers INVALID_ENV for bad keys or non-string values, naming keys and never values', async () => {
+    // The seed API answers VALIDATION_ERROR for a bad env/secrets key on create and follow-up;
+    // INVALID_ENV is its code for POST /auth/token only.
+    it('answers VALIDATION_ERROR for bad env/secrets keys or non-string values on create and follow-up, naming keys and never values', async () => {
       const res = await create({ message: 'x', env: { '1BAD': 'v' }, secrets: { GOOD: 42, 'with-dash': 'hunter2-secret' } });
       expect(res.status).to.equal(400);
-      expect(res.body.error.code).to.equal('INVALID_ENV');
+      expect(res.body.error.code).to.equal('VALIDATION_ERROR');
       expect(res.body.error.details.map((d: { path: string }) => d.path)).to.have.members(['/env/1BAD', '/secrets/GOOD', '/secrets/with-dash']);
       expect(res.text).not.to.include('hunter2-secret');
+      const id = (await create({ message: '/reply first' })).body.data.id;
+      await waitForStatus(airlock, id, ['completed']);
+      const followUp = await airlock.api(`/tasks/${id}/messages`, { method: 'POST', json: { message: 'more', secrets: { 'bad key': 'hunter3-secret' } } });
+      expect(followUp.status).to.equal(400);
+      expect(followUp.body.error.code).to.equal('VALIDATION_ERROR');
+      expect(followUp.body.error.details).to.deep.equal([{ path: '/secrets/bad key', message: 'key must match ^[A-Za-z_][A-Za-z0-9_]*$' }]);
+      expect(followUp.text).not.to.include('hunter3-secret');
     });
 
     it('answers VALIDATION_ERROR for malformed JSON and other content types, PAYLOAD_TOO_LARGE past the limit', async () => {

@@ -68,13 +68,13 @@ describe('parseCreateTask', () => {
     expect(err.message).to.include('files').and.to.include('env/secrets');
   });
 
-  it('lists every bad key of env and secrets in INVALID_ENV, and never a value', () => {
+  it('lists every bad key of env and secrets in a VALIDATION_ERROR, and never a value', () => {
     const err = serviceError(() => parseCreateTask(json({
       message: 'm',
       env: { GOOD: 'fine', '1BAD': 'env-value-1', 'has-dash': 'env-value-2' },
       secrets: { NOT_STRING: 12345, 'sp ace': 'secret-value-3', OK: 'secret-value-4' },
     })));
-    expect(err.code).to.equal('INVALID_ENV');
+    expect(err.code).to.equal('VALIDATION_ERROR');
     expect(details(err).map((d) => d.path)).to.have.members(['/env/1BAD', '/env/has-dash', '/secrets/NOT_STRING', '/secrets/sp ace']);
     const shown = JSON.stringify({ message: err.message, details: err.details });
     for (const value of ['env-value-1', 'env-value-2', '12345', 'secret-value-3', 'secret-value-4', 'fine']) expect(shown).not.to.include(value);
