@@ -89,13 +89,13 @@ describe('Tasks on the Anthropic model (real SDK, fake endpoint)', () => {
     fake.enqueue({ kind: 'status', status: 500, retryAfter: '0' }, { kind: 'status', status: 500, retryAfter: '0' });
     const res = await airlock.api('/tasks', { method: 'POST', json: { message: 'hi' } });
     const task = await waitForStatus(airlock, res.body.data.id, ['failed']);
-    expect(task.error.code).to.equal('EXECUTION_ERROR');
-    expect(task.error.message).to.match(/Model provider error \(500\)/);
+    expect(task.errorCode).to.equal('EXECUTION_ERROR');
+    expect(task.error).to.match(/Model provider error \(500\)/);
     expect(JSON.stringify(task)).not.to.include(PROVIDER_KEY);
 
     fake.enqueue({ kind: 'malformed' }, { kind: 'malformed' });
     const bad = await airlock.api('/tasks', { method: 'POST', json: { message: 'hi' } });
-    expect((await waitForStatus(airlock, bad.body.data.id, ['failed'])).error.message).to.match(/malformed/i);
+    expect((await waitForStatus(airlock, bad.body.data.id, ['failed'])).error).to.match(/malformed/i);
 
     fake.enqueue({ kind: 'text', text: 'fine again' });
     const ok = await airlock.api('/tasks', { method: 'POST', json: { message: 'hi' } });

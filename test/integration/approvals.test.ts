@@ -929,7 +929,7 @@ describe('Approvals across a restart of the service', function () {
       await second.api(`/tasks/${id}/tools/toolu_scripted_1/approve`, { method: 'POST', json: { outcome: 'proceed_once' } });
       const failed = await waitForStatus(second, id, ['failed', 'completed']);
       expect(failed.status).to.equal('failed');
-      expect(failed.error.message).to.match(/secrets \(TOKEN\).*follow-up/);
+      expect(failed.error).to.match(/secrets \(TOKEN\).*follow-up/);
       expect(tools.calls, 'nothing runs without its secrets').to.deep.equal([]);
       expect(failed.output.toolCalls[0]).to.include({ callId: 'toolu_scripted_1', status: 'cancelled' });
 

@@ -133,7 +133,7 @@ describe('Task routes', () => {
       expect(task).to.include({ projectId: 'default', status: 'completed', systemPrompt: 'Be brief.', showInHistory: true, autoExecute: true, endUserId: null });
       expect(task.apiKeyId).to.be.a('string');
       expect(task.env).to.deep.equal({ REGION: 'eu' });
-      expect(task).to.have.keys('id', 'projectId', 'apiKeyId', 'endUserId', 'sessionId', 'conversationId', 'status', 'message', 'systemPrompt', 'showInHistory', 'autoExecute', 'env', 'error', 'usage', 'createdAt', 'startedAt', 'completedAt', 'lastActivityAt', 'messageCount', 'output', 'workspaceBytes');
+      expect(task).to.have.keys('id', 'projectId', 'apiKeyId', 'endUserId', 'sessionId', 'conversationId', 'status', 'message', 'systemPrompt', 'showInHistory', 'autoExecute', 'env', 'error', 'errorCode', 'usage', 'createdAt', 'startedAt', 'completedAt', 'lastActivityAt', 'messageCount', 'output', 'workspaceBytes');
       expect(task.output.content).to.equal('done');
       expect(task.output.toolCalls).to.deep.equal([{ callId: 'toolu_scripted_1', toolName: 'lookup', server: 'kb', status: 'success', args: { q: 'otters' }, output: 'found otters' }]);
       expect(task.usage.turns).to.equal(2);
@@ -326,10 +326,16 @@ describe('Task routes', () => {
   });
 
   describe('failures', () => {
-    it('fails the task with EXECUTION_ERROR when the model provider fails, and the process goes on', async () => {
+    // The hosted API's task has `error: string | null`; Airlock keeps the code beside it in `errorCode`.
+    it('fails the task with EXECUTION_ERROR when the model provider fails (error a string, the code in errorCode), and the process goes on', async () => {
       const res = await create({ message: '/fail the provider is down' });
-      const task = await waitForStatus(airlock, res.body.data.id, ['failed']);
-      expect(task.error).to.deep.equal({ code: 'EXECUTION_ERROR', message: 'Scripted model failure: the provider is down' });
+      const id = res.body.data.id;
+      const task = await waitForStatus(airlock, id, ['failed']);
+      expect(task).to.include({ error: 'Scripted model failure: the provider is down', errorCode: 'EXECUTION_ERROR' });
+      const listed = (await airlock.api('/tasks?status=failed&limit=100')).body.data.find((t: { id: string }) => t.id === id);
+      expect(listed).to.include({ error: 'Scripted model failure: the provider is down', errorCode: 'EXECUTION_ERROR' });
+      await airlock.api(`/tasks/${id}/messages`, { method: 'POST', json: { message: '/reply recovered' } });
+      expect(await waitForStatus(airlock, id, ['completed'])).to.include({ error: null, errorCode: null });
       expect((await create({ message: '/reply still here' })).status).to.equal(201);
     });
 
