@@ -151,9 +151,11 @@ function normalise(body: RequestBody, booleans: string[]): unknown {
   return fields;
 }
 
+// In any case: Python's str(True) is "True", and clients of the hosted API send it.
 function booleanOf(value: string): boolean | string {
-  if (value === 'true' || value === '1') return true;
-  if (value === 'false' || value === '0') return false;
+  const lower = value.toLowerCase();
+  if (lower === 'true' || lower === '1') return true;
+  if (lower === 'false' || lower === '0') return false;
   return value;
 }
 

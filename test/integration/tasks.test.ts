@@ -95,7 +95,7 @@ describe('Task routes', () => {
     it('accepts multipart fields without files, with string booleans', async () => {
       const form = new FormData();
       form.set('message', '/reply from a form');
-      form.set('showInHistory', 'false');
+      form.set('showInHistory', 'False');
       form.set('autoExecute', '0');
       const res = await airlock.api('/tasks', { method: 'POST', body: form });
       expect(res.status).to.equal(201);

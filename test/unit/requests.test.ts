@@ -39,8 +39,16 @@ describe('parseCreateTask', () => {
     expect(parseCreateTask(multipart({ message: 'm', showInHistory: '0', autoExecute: '1' }))).to.include({ showInHistory: false, autoExecute: true });
   });
 
+  // Python's str(True) is "True": clients of the hosted API send booleans in any case.
+  it('reads "true" and "false" in any case', () => {
+    for (const [value, expected] of [['True', true], ['TRUE', true], ['tRuE', true], ['False', false], ['FALSE', false], ['fAlSe', false]] as const) {
+      expect(parseCreateTask(multipart({ message: 'm', showInHistory: value, autoExecute: value })), value).to.include({ showInHistory: expected, autoExecute: expected });
+    }
+    expect(parseListQuery({ includeHidden: 'True' })).to.include({ includeHidden: true });
+  });
+
   it('refuses other strings for a multipart boolean', () => {
-    for (const value of ['yes', 'TRUE', '', 'on']) {
+    for (const value of ['yes', '', 'on', ' true', 'true ', '01', 'truee']) {
       const err = serviceError(() => parseCreateTask(multipart({ message: 'm', autoExecute: value })));
       expect(err.code, value).to.equal('VALIDATION_ERROR');
       expect(details(err).map((d) => d.path), value).to.include('/autoExecute');
