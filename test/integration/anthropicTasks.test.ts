@@ -63,7 +63,7 @@ describe('Tasks on the Anthropic model (real SDK, fake endpoint)', () => {
     const stream = await readSse(`${airlock.url}/api/v1/tasks/${id}/stream?after=0`, { authorization: `Bearer ${airlock.key}` });
     const events = stream.frames.map((f) => `${f.event}${f.data.status ? `:${f.data.status}` : ''}${f.data.isPartial === false ? ':final' : ''}`);
     expect(events.filter((e) => !e.startsWith('content') || e.endsWith(':final'))).to.deep.equal([
-      'status:running', 'content:final', 'tool_call:executing', 'tool_result:success', 'content:final', 'status:completed', 'done',
+      'status:running', 'status:connecting', 'status:processing', 'content:final', 'tool_call:executing', 'tool_result:success', 'status:processing', 'content:final', 'status:completed', 'done',
     ]);
     expect(stream.frames.filter((f) => f.event === 'content' && f.data.isPartial).length).to.be.greaterThan(2);
   });
