@@ -151,9 +151,11 @@ function normalise(body: RequestBody, booleans: string[]): unknown {
   return fields;
 }
 
+// In any case: Python's str(True) is "True", and clients of the hosted API send it.
 function booleanOf(value: string): boolean | string {
-  if (value === 'true' || value === '1') return true;
-  if (value === 'false' || value === '0') return false;
+  const lower = value.toLowerCase();
+  if (lower === 'true' || lower === '1') return true;
+  if (lower === 'false' || lower === '0') return false;
   return value;
 }
 
@@ -165,8 +167,9 @@ function parseVariables(env: unknown, secrets: unknown): { env: Record<string, s
       else if (typeof item !== 'string') problems.push({ path: `/${name}/${escapePointer(key)}`, message: 'value must be a string' });
     }
   }
-  // The message names keys, never values: a secret's value must not come back in an error.
-  if (problems.length) throw new ServiceError('INVALID_ENV', 'Invalid env or secrets: keys must match ^[A-Za-z_][A-Za-z0-9_]*$ and values must be strings', { details: problems });
+  // The message names keys, never values: a secret's value must not come back in an error. The seed
+  // API answers VALIDATION_ERROR here (INVALID_ENV is for POST /auth/token only).
+  if (problems.length) throw new ServiceError('VALIDATION_ERROR', 'Invalid env or secrets: keys must match ^[A-Za-z_][A-Za-z0-9_]*$ and values must be strings', { details: problems });
   return { env: (env ?? null) as Record<string, string> | null, secrets: (secrets ?? null) as Record<string, string> | null };
 }
 

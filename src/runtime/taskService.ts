@@ -43,7 +43,11 @@ export interface FollowUpInput {
 }
 
 /** A task as GET /tasks/:id returns it. */
-export interface TaskView extends Omit<TaskRecord, 'runStartSeq' | 'secretKeys'> {
+export interface TaskView extends Omit<TaskRecord, 'runStartSeq' | 'secretKeys' | 'error'> {
+  /** Why the task failed, as the hosted API shows it: the message, or null. */
+  error: string | null;
+  /** The code of `error` (EXECUTION_ERROR), or null. */
+  errorCode: string | null;
   output?: { content: string; updatedAt: string; thoughts?: TurnState['thoughts']; toolCalls?: TurnState['toolCalls'] };
   pendingApprovals?: { callId: string; toolName: string; server?: string; tool?: string; args: Record<string, unknown>; requestedAt: string }[];
   /** MCP servers' input requests waiting for an answer: each `input_required` payload with `requestedAt`. */
@@ -390,8 +394,8 @@ function userMessage(scrubber: Scrubber, content: string, attachedFiles: Attache
 
 /** The task fields the API shows. */
 export function publicTask(task: TaskRecord): TaskView {
-  const { runStartSeq: _runStartSeq, secretKeys: _secretKeys, ...rest } = task;
-  return rest;
+  const { runStartSeq: _runStartSeq, secretKeys: _secretKeys, error, ...rest } = task;
+  return { ...rest, error: error?.message ?? null, errorCode: error?.code ?? null };
 }
 
 /** A message as history and history_message events show it. */

@@ -134,7 +134,7 @@ describe('MCP server requests through the task API (elicitation, input_required,
       expect(resolved).to.deep.include({ requestId: pending.requestId, action: 'accept' });
       expect(resolved.answeredBy).to.match(/^key:key_/);
       expect(resolved.content).to.include({ name: 'Ada Lovelace', integer: 42, firstLine: 'It was a dark and stormy night.' });
-      expect(statuses(frames)).to.deep.equal(['running', 'awaiting_approval', 'running', 'completed']);
+      expect(statuses(frames)).to.deep.equal(['running', 'connecting', 'processing', 'awaiting_approval', 'running', 'processing', 'completed']);
       const order = frames.map((f) => (f.event === 'status' ? `status:${f.data.status}` : f.event));
       expect(order.indexOf('status:awaiting_approval')).to.be.lessThan(order.indexOf('input_required'));
       expect(order.indexOf('input_resolved')).to.be.lessThan(order.lastIndexOf('status:running'));
