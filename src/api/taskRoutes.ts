@@ -97,7 +97,11 @@ export function taskRoutes(router: Router, options: AppOptions): void {
     const id = taskId(ctx);
     onlyQuery(ctx, []);
     const { files, truncated } = await artifacts.list(principal(ctx), id);
-    ctx.body = { success: true, data: { files, ...(truncated ? { truncated } : {}) } };
+    // A file's name may hold a task's secret (an upload named so, or a tool's output): the list
+    // shows it scrubbed; the archive holds the workspace as it is.
+    const scrubber = scrubberOf(ctx);
+    const shown = files.map((file) => ({ ...file, name: scrubber.text(file.name), path: scrubber.text(file.path) }));
+    ctx.body = { success: true, data: { files: shown, ...(truncated ? { truncated } : {}) } };
   });
 
   router.get('/tasks/:id/artifacts/download', async (ctx) => {
@@ -110,7 +114,7 @@ export function taskRoutes(router: Router, options: AppOptions): void {
     // Set as is: ctx.type would add a charset, and the encoding of a workspace file is unknown.
     ctx.set('Content-Type', file.mimeType);
     ctx.length = file.size;
-    ctx.set('Content-Disposition', attachmentDisposition(file.name));
+    ctx.set('Content-Disposition', attachmentDisposition(scrubberOf(ctx).text(file.name)));
     ctx.set('X-Content-Type-Options', 'nosniff');
   });
 
@@ -174,4 +178,9 @@ function jsonBody(ctx: Context): RequestBody {
   const fields: unknown = ctx.request.body;
   if (!fields || typeof fields !== 'object' || Array.isArray(fields)) throw new ServiceError('VALIDATION_ERROR', 'The body must be a JSON object');
   return { kind: 'json', fields, fileCount: 0 };
+}
+
+/** The scrubber of the task a request names (set by the `:id` parameter), else none. */
+function scrubberOf(ctx: Context): Scrubber {
+  return (ctx.state.scrubber as Scrubber | undefined) ?? Scrubber.NONE;
 }
