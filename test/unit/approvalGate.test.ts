@@ -57,4 +57,12 @@ describe('ApprovalGate with the real store', () => {
     expect(record.reason).to.equal('no, [secret:TOKEN] is mine');
     expect(JSON.stringify(await store.listApprovals(taskId))).not.to.include(secret);
   });
+
+  it('stores edited arguments scrubbed of the task\'s secrets', async () => {
+    const secret = `tok-${randomUUID()}`;
+    const gate = new ApprovalGate(store, () => new Scrubber({ TOKEN: secret }));
+    const { record } = await gate.decide(taskId, 'c1', { outcome: 'proceed_once', args: { n: 2, auth: `Bearer ${secret}` } }, 'key:k');
+    expect(record).to.deep.include({ argsEdited: true, editedArgs: { n: 2, auth: 'Bearer [secret:TOKEN]' } });
+    expect(JSON.stringify(await store.listApprovals(taskId))).not.to.include(secret);
+  });
 });
