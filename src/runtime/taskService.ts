@@ -234,12 +234,13 @@ export class TaskService {
    * user's own; an end user never sees the project scope.
    */
   async list(principal: Principal, query: Omit<TaskListQuery, 'projectId' | 'apiKeyId' | 'endUserId'> & { scope: 'own' | 'project' }) {
-    const { scope, ...rest } = query;
+    const { scope, offset, ...rest } = query;
     if (principal.kind === 'endUser' && scope === 'project') {
       throw new ServiceError('FORBIDDEN', 'An end user lists only their own tasks: scope=project needs an API key');
     }
     const owner = principal.kind === 'endUser' ? { endUserId: principal.endUserId } : scope === 'own' ? { apiKeyId: principal.apiKeyId } : {};
-    const { tasks, total, next } = await this.options.store.listTasks({ projectId: principal.projectId, ...owner, ...rest });
+    // A cursor's offset only counts what the walk listed before: the position is where it goes on.
+    const { tasks, total, next } = await this.options.store.listTasks({ projectId: principal.projectId, ...owner, ...rest, offset: rest.after ? 0 : offset });
     return { tasks: tasks.map(publicTask), total, next };
   }
 

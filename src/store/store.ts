@@ -165,7 +165,7 @@ export interface TaskListQuery {
   includeHidden: boolean;
   status?: TaskStatus;
   limit: number;
-  /** Tasks to skip (after `after`, when given). */
+  /** Tasks to skip: from the start, or from `after` when it is given. */
   offset: number;
   /** Only the tasks after this position, as a previous page's `next` gave it. */
   after?: TaskListPosition;
