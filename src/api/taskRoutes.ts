@@ -7,6 +7,7 @@ import { Scrubber } from '../runtime/scrubber.js';
 import type { AppOptions } from './app.js';
 import { attachmentDisposition } from './contentDisposition.js';
 import { JSON_TYPE, jsonOrElse } from './jsonBody.js';
+import { encodeListCursor } from './listCursor.js';
 import { requestLog } from './requestLog.js';
 import { parseApprove, parseCreateTask, parseFollowUp, parseInputAnswer, parseListQuery, parseResumeSeq } from './requests.js';
 import type { RequestBody } from './requests.js';
@@ -48,8 +49,9 @@ export function taskRoutes(router: Router, options: AppOptions): void {
 
   router.get('/tasks', async (ctx) => {
     const query = parseListQuery(ctx.query);
-    const { tasks: items, total } = await tasks.list(principal(ctx), query);
-    ctx.body = { success: true, data: items, pagination: { total, limit: query.limit, offset: query.offset, hasMore: query.offset + items.length < total } };
+    const { tasks: items, total, next } = await tasks.list(principal(ctx), query);
+    const nextCursor = next && encodeListCursor({ after: next, offset: query.offset + items.length });
+    ctx.body = { success: true, data: items, pagination: { total, limit: query.limit, offset: query.offset, hasMore: next !== null, nextCursor } };
   });
 
   router.get('/tasks/:id', async (ctx) => {

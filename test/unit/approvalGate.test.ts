@@ -20,7 +20,7 @@ describe('ApprovalGate with the real store', () => {
     await store.ensureProject('default');
     const now = new Date().toISOString();
     const task: TaskRecord = {
-      id: randomUUID(), projectId: 'default', apiKeyId: 'key-1', endUserId: null, sessionId: randomUUID(), conversationId: randomUUID(),
+      id: randomUUID(), projectId: 'default', apiKeyId: 'key-1', endUserId: null, username: null, sessionId: randomUUID(), conversationId: randomUUID(),
       status: 'awaiting_approval', message: 'hello', systemPrompt: null, showInHistory: true, autoExecute: false, env: null, error: null,
       usage: { inputTokens: 0, outputTokens: 0, turns: 0 }, createdAt: now, startedAt: now, completedAt: null,
       lastActivityAt: now, messageCount: 0, runStartSeq: 0, secretKeys: ['TOKEN'],

@@ -12,7 +12,7 @@ import { rejection } from '../support/harness.js';
 function taskRecord(id = randomUUID()): TaskRecord {
   const now = new Date().toISOString();
   return {
-    id, projectId: 'default', apiKeyId: null, endUserId: null, sessionId: randomUUID(), conversationId: randomUUID(), status: 'pending',
+    id, projectId: 'default', apiKeyId: null, endUserId: null, username: null, sessionId: randomUUID(), conversationId: randomUUID(), status: 'pending',
     message: 'hello', systemPrompt: null, showInHistory: true, autoExecute: true, env: { A: 'b' }, error: null,
     usage: { inputTokens: 0, outputTokens: 0, turns: 0 }, createdAt: now, startedAt: null, completedAt: null, lastActivityAt: now,
     messageCount: 0, runStartSeq: 0, secretKeys: [],
