@@ -28,13 +28,6 @@ export function errorHandler() {
         ctx.res.destroy();
         return;
       }
-      // A body left half read (a parser stopped at a limit or a fault) would hold the connection:
-      // node would never read the next request on it. It is read to its end and dropped, as node
-      // does with a body nobody read, so the keep-alive this answer promises holds.
-      if (!ctx.req.complete) {
-        ctx.req.unpipe();
-        ctx.req.resume();
-      }
       ctx.status = err.status;
       for (const [name, value] of Object.entries(err.headers ?? {})) ctx.set(name, value);
       ctx.body = { success: false, error: errorBody(err) };
