@@ -19,11 +19,13 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 /** The task routes of API.md sections 3–6. */
 export function taskRoutes(router: Router, options: AppOptions): void {
   const { tasks, streams, artifacts } = options;
+  // Multipart only: JSON (plain or compressed) is read by jsonOrElse, and no route takes forms or
+  // text, which are refused unread (requestBody) rather than parsed to be thrown away.
   const parser = koaBody({
     multipart: true,
-    jsonLimit: options.bodyLimitBytes,
-    formLimit: options.bodyLimitBytes,
-    textLimit: options.bodyLimitBytes,
+    json: false,
+    urlencoded: false,
+    text: false,
     // Routes without files refuse a file part in the parser, before anything is written.
     formidable: { maxFiles: 0, maxFieldsSize: options.bodyLimitBytes },
     onError: (err) => {
