@@ -172,7 +172,7 @@ export interface Config {
 }
 
 export const DEFAULT_PROJECT = 'default';
-export const DEFAULT_MODEL = 'claude-sonnet-4-5';
+export const DEFAULT_MODEL = 'claude-sonnet-5-5';
 export const DEFAULT_HEARTBEAT_INTERVAL_MS = 15_000;
 export const DEFAULT_SANDBOX_MEMORY_LIMIT_MB = 2048;
 export const DEFAULT_SANDBOX_MAX_PROCESSES = 512;

@@ -14,6 +14,7 @@ import { ownModulePath, RUNS_FROM_BUILD } from './projectRoot.js';
 import { AnthropicModelClient } from './model/anthropicModelClient.js';
 import type { ModelClient } from './model/modelClient.js';
 import { ScriptedModelClient } from './model/scriptedModelClient.js';
+import { sdkLogging } from './model/sdkLogger.js';
 import { createApiKey, hashApiKey } from './runtime/apiKeys.js';
 import { EventLog, InProcessEventBus } from './runtime/events.js';
 import { ApprovalGate } from './runtime/approvalGate.js';
@@ -25,6 +26,7 @@ import { TaskRunner } from './runtime/taskRunner.js';
 import { TaskService } from './runtime/taskService.js';
 import { TaskStreams } from './runtime/taskStream.js';
 import { TaskArtifacts } from './runtime/taskArtifacts.js';
+import { Readiness } from './runtime/readiness.js';
 import { WorkspaceRetention } from './runtime/workspaceRetention.js';
 import { Uploads } from './sandbox/uploads.js';
 import { DOWNLOADS_DIR, openWorkspaces, UPLOADS_DIR, WORKSPACE_MOUNT } from './sandbox/workspaces.js';
@@ -143,10 +145,12 @@ async function startLocked(
   const { retentionMs, sweepIntervalMs } = config.workspaces;
   const retention = retentionMs === undefined ? undefined : new WorkspaceRetention({ store, workspaces, retentionMs, sweepIntervalMs, logger });
 
+  const readiness = new Readiness({ store, sandbox: setup, logger });
   const app = buildApp({
     store, tasks, streams, artifacts, uploads, logger, jwtSecret: config.jwtSecret, projects: Object.keys(config.projects), bodyLimitBytes: config.bodyLimitBytes, heartbeatIntervalMs: config.heartbeatIntervalMs,
     rateLimit: config.rateLimit,
     health: () => ({ runningTasks: queue.running, queuedTasks: queue.queued, mcpConnections: pool.stats().open }),
+    readiness: () => readiness.check(),
   });
   const startup = new StartupGate();
   const server = createServer(startup.wrap(app.callback()));
@@ -226,6 +230,7 @@ export function systemPrompt(config: Config, task: TaskRecord): string {
 function modelFactory(config: Config, logger: Logger): (projectId: string) => ModelClient {
   const cache = new Map<string, ModelClient>();
   const scripted = new ScriptedModelClient();
+  const sdk = sdkLogging(logger);
   return (projectId) => {
     const model = projectModel(config, projectId);
     if (model.provider === 'scripted' || !model.apiKey) return scripted;
@@ -234,21 +239,11 @@ function modelFactory(config: Config, logger: Logger): (projectId: string) => Mo
       client = new AnthropicModelClient({
         apiKey: model.apiKey, baseURL: model.baseURL, model: model.name, maxTokens: model.maxTokens,
         thinkingBudgetTokens: model.thinkingBudgetTokens, maxRetries: model.maxRetries,
-        logger: sdkLogger(logger),
+        logger: sdk.logger, warnings: sdk.warnings,
       });
       cache.set(projectId, client);
     }
     return client;
-  };
-}
-
-function sdkLogger(logger: Logger) {
-  const child = logger.child({ component: 'anthropic-sdk' });
-  return {
-    error: (message: string, ...rest: unknown[]) => child.error({ detail: rest.map(String).join(' ') }, message),
-    warn: (message: string, ...rest: unknown[]) => child.warn({ detail: rest.map(String).join(' ') }, message),
-    info: (message: string) => child.debug(message),
-    debug: (message: string) => child.debug(message),
   };
 }
 

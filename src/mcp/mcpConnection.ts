@@ -7,7 +7,7 @@ import type { ProcessSandbox } from '../sandbox/processSandbox.js';
 import { CallDeadline } from './callDeadline.js';
 import { launchProblem } from '../sandbox/serverPaths.js';
 import { ProcessTransport } from './processTransport.js';
-import { attribute } from './serverRequests.js';
+import { attribute, MAX_SERVER_REQUESTS_WAITING, ServerRequestBudget, ThrottledReport } from './serverRequests.js';
 import type { ActiveCall, CallRequests, ServerRequestContext, ServerRequestHandler } from './serverRequests.js';
 
 export const DEFAULT_CONNECT_TIMEOUT_MS = 30_000;
@@ -86,6 +86,8 @@ export class McpConnection {
   /** The first STDERR_TAIL_CHARS of what the current process printed on stderr: its first error is there. */
   private stderrHead = '';
   private readonly active = new Set<ActiveCall>();
+  private readonly requestBudget = new ServerRequestBudget();
+  private readonly refusals = new ThrottledReport<{ server: string; method: string; reason: string }>((refused) => this.spec.serverRequests?.onRefused(refused));
   /** Tasks holding this connection now. */
   leases = 0;
   /** When the last lease was released (for the idle TTL and eviction). */
@@ -233,10 +235,14 @@ export class McpConnection {
   ): Promise<T> {
     const attribution = attribute(relatedCall.getStore(), [...this.active]);
     if (attribution.kind === 'none') {
-      this.spec.serverRequests?.onRefused({ server: this.spec.serverName, method, reason: attribution.reason });
+      this.refusals.offer({ server: this.spec.serverName, method, reason: attribution.reason });
       return refuse(attribution.reason);
     }
     const calls = attribution.kind === 'call' ? [attribution.call] : attribution.calls;
+    const owner = calls[0]!.owner;
+    if (!this.requestBudget.enter(owner)) {
+      return refuse(`the server already has ${MAX_SERVER_REQUESTS_WAITING} requests waiting for an answer in this task`);
+    }
     const resumes = calls.map((call) => call.pause());
     const context: ServerRequestContext = {
       server: this.spec.serverName,
@@ -248,6 +254,7 @@ export class McpConnection {
     try {
       return await answer(calls[0]!.handler, context);
     } finally {
+      this.requestBudget.leave(owner);
       for (const resume of resumes) resume();
     }
   }

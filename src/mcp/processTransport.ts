@@ -7,6 +7,8 @@ import { spawnSandboxed } from '../sandbox/spawnSandboxed.js';
 
 /** How long close() waits after ending stdin, and again after SIGTERM, before the next step. */
 const CLOSE_STEP_MS = 2_000;
+/** Messages handed on from the read buffer before the event loop gets a turn. */
+const MESSAGES_PER_TURN = 64;
 
 /**
  * The stdio client transport for a process that Airlock prepared (sandboxed or not): newline-
@@ -17,6 +19,8 @@ const CLOSE_STEP_MS = 2_000;
 export class ProcessTransport implements Transport {
   private process: ChildProcess | undefined;
   private readonly readBuffer = new ReadBuffer();
+  private draining = false;
+  private closeWhenDrained = false;
   /** The process's stderr, available before start() so that nothing it prints early is lost. */
   readonly stderr = new PassThrough();
 
@@ -43,7 +47,9 @@ export class ProcessTransport implements Transport {
       child.once('spawn', () => resolve());
       child.once('close', () => {
         this.process = undefined;
-        this.onclose?.();
+        // What the server said before it exited is handed on before the close.
+        if (this.draining) this.closeWhenDrained = true;
+        else this.onclose?.();
       });
       child.stdin!.on('error', (error) => this.onerror?.(error));
       child.stdout!.on('error', (error) => this.onerror?.(error));
@@ -88,7 +94,15 @@ export class ProcessTransport implements Transport {
       void this.close();
       return;
     }
-    for (;;) {
+    if (!this.draining) this.drain();
+  }
+
+  // Hands buffered messages on, at most MESSAGES_PER_TURN before the event loop gets a turn; while
+  // a backlog waits, stdout is paused, so a flooding server blocks on its own full pipe instead of
+  // holding the loop (and every other task's requests) for the whole flood.
+  private drain(): void {
+    this.draining = false;
+    for (let handled = 0; handled < MESSAGES_PER_TURN; handled++) {
       let message: JSONRPCMessage | null;
       try {
         message = this.readBuffer.readMessage();
@@ -96,8 +110,18 @@ export class ProcessTransport implements Transport {
         this.onerror?.(error as Error);
         continue;
       }
-      if (message === null) return;
+      if (message === null) {
+        this.process?.stdout?.resume();
+        if (this.closeWhenDrained) {
+          this.closeWhenDrained = false;
+          this.onclose?.();
+        }
+        return;
+      }
       this.onmessage?.(message);
     }
+    this.draining = true;
+    this.process?.stdout?.pause();
+    setImmediate(() => this.drain());
   }
 }

@@ -56,3 +56,51 @@ export function attribute(related: ActiveCall | undefined, active: readonly Acti
   if (active.some((call) => call.owner !== owner)) return { kind: 'none', reason: 'calls of several tasks are in flight on this connection and the request names none of them' };
   return active.length === 1 ? { kind: 'call', call: active[0]! } : { kind: 'owner', calls: [...active] };
 }
+
+/**
+ * How many of a server's requests (elicitation, sampling) one owner may have waiting for an answer
+ * on one connection. Each waiting request is a pending input or approval the owner's user sees; a
+ * server that sends more at once gets the rest refused at once (declined, or an MCP error), so a
+ * flood of requests costs no events, store writes or model calls.
+ */
+export const MAX_SERVER_REQUESTS_WAITING = 4;
+
+/** Counts the requests waiting per owner on one connection. */
+export class ServerRequestBudget {
+  private readonly waiting = new Map<string, number>();
+
+  constructor(private readonly limit = MAX_SERVER_REQUESTS_WAITING) {}
+
+  /** Takes a place for `owner`'s next request; false when it already has `limit` waiting. */
+  enter(owner: string): boolean {
+    const count = this.waiting.get(owner) ?? 0;
+    if (count >= this.limit) return false;
+    this.waiting.set(owner, count + 1);
+    return true;
+  }
+
+  leave(owner: string): void {
+    const count = (this.waiting.get(owner) ?? 1) - 1;
+    if (count <= 0) this.waiting.delete(owner);
+    else this.waiting.set(owner, count);
+  }
+}
+
+/** At most one report per `intervalMs`; the next one says how many were left out meanwhile. */
+export class ThrottledReport<T extends object> {
+  private lastAt = -Infinity;
+  private skipped = 0;
+
+  constructor(private readonly report: (entry: T & { skipped?: number }) => void, private readonly intervalMs = 10_000, private readonly now: () => number = () => performance.now()) {}
+
+  offer(entry: T): void {
+    if (this.now() - this.lastAt < this.intervalMs) {
+      this.skipped++;
+      return;
+    }
+    this.lastAt = this.now();
+    const skipped = this.skipped;
+    this.skipped = 0;
+    this.report(skipped ? { ...entry, skipped } : entry);
+  }
+}

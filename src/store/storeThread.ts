@@ -152,6 +152,7 @@ export class ThreadedStore implements Store {
   decideApproval(...args: Parameters<Store['decideApproval']>) { return this.call<boolean>('decideApproval', args); }
   getApproval(...args: Parameters<Store['getApproval']>) { return this.call<Awaited<ReturnType<Store['getApproval']>>>('getApproval', args); }
   listApprovals(...args: Parameters<Store['listApprovals']>) { return this.call<Awaited<ReturnType<Store['listApprovals']>>>('listApprovals', args); }
+  ping() { return this.call<void>('ping', []); }
 
   /** The event's data stays here: only its sequence number and time come back. */
   async appendEvent(taskId: string, type: string, data: Record<string, unknown>): Promise<EventRecord> {

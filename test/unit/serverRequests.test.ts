@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { attribute } from '../../src/mcp/serverRequests.js';
+import { attribute, ServerRequestBudget, ThrottledReport } from '../../src/mcp/serverRequests.js';
 import type { ActiveCall, ServerRequestHandler } from '../../src/mcp/serverRequests.js';
 
 // A handler that fails loudly: attribution never calls it.
@@ -41,5 +41,25 @@ describe('attribute (server request → call)', () => {
   it('refuses when no call is in flight', () => {
     const result = attribute(undefined, []);
     expect(result.kind === 'none' && result.reason).to.match(/no tool call is in flight/);
+  });
+});
+
+describe('ServerRequestBudget and ThrottledReport', () => {
+  it('lets each owner have `limit` requests waiting, and a place frees when one leaves', () => {
+    const budget = new ServerRequestBudget(2);
+    expect([budget.enter('a'), budget.enter('a'), budget.enter('a'), budget.enter('b')]).to.deep.equal([true, true, false, true]);
+    budget.leave('a');
+    expect(budget.enter('a')).to.equal(true);
+    expect(budget.enter('a')).to.equal(false);
+  });
+
+  it('reports at most once per interval and counts what it left out', () => {
+    let clock = 0;
+    const seen: object[] = [];
+    const report = new ThrottledReport<{ n: number }>((entry) => seen.push(entry), 10_000, () => clock);
+    for (let n = 1; n <= 1_000; n++) report.offer({ n });
+    clock = 10_000;
+    report.offer({ n: 1_001 });
+    expect(seen).to.deep.equal([{ n: 1 }, { n: 1_001, skipped: 999 }]);
   });
 });
