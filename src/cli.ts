@@ -5,11 +5,9 @@ import type { ParseArgsConfig } from 'node:util';
 import { ConfigError, loadConfig } from './config.js';
 import type { Config, ConfigFlags } from './config.js';
 import { ServiceError } from './errors.js';
-import { startAirlock } from './main.js';
 import { PROJECT_ROOT } from './projectRoot.js';
-import { createApiKey, parseDuration } from './runtime/apiKeys.js';
 import { StartupError } from './startupError.js';
-import { SqliteStore } from './store/sqliteStore.js';
+import type { SqliteStore } from './store/sqliteStore.js';
 
 type Out = NodeJS.WritableStream;
 type Options = NonNullable<ParseArgsConfig['options']>;
@@ -154,6 +152,8 @@ function version(): string {
 
 async function serve(flags: ConfigFlags): Promise<number> {
   const config = loadConfig(process.env, process.cwd(), flags);
+  // Imported when needed, so that a usage error or --version does not load the whole service.
+  const { startAirlock } = await import('./main.js');
   const airlock = await startAirlock(config);
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
@@ -174,7 +174,8 @@ function keysConfig(values: Values): Config {
 }
 
 /** The key commands work on the database directly, whether or not a server is running. */
-function openStore(config: Config): SqliteStore {
+async function openStore(config: Config): Promise<SqliteStore> {
+  const { SqliteStore } = await import('./store/sqliteStore.js');
   return new SqliteStore(join(config.dataDir, 'airlock.db'));
 }
 
@@ -183,9 +184,10 @@ async function keysCreate(values: Values, out: Out): Promise<number> {
   const config = keysConfig(values);
   if (!project) throw new UsageError('keys create needs --project <name>', `airlock ${COMMANDS['keys create']!.usage}`);
   if (!config.projects[project]) throw new ServiceError('VALIDATION_ERROR', `No project "${project}" in the configuration (known: ${Object.keys(config.projects).join(', ')})`);
+  const { createApiKey, parseDuration } = await import('./runtime/apiKeys.js');
   const expiresIn = str(values['expires-in']);
   const expiresInMs = expiresIn ? parseDuration(expiresIn) : undefined;
-  const store = openStore(config);
+  const store = await openStore(config);
   try {
     const { key, record } = await createApiKey(store, { projectId: project, name: str(values.name), expiresInMs });
     out.write(`Created key ${record.id} for project "${record.projectId}"${record.expiresAt ? `, expires ${record.expiresAt}` : ''}.\nIt is shown only now:\n\n  ${key}\n\n`);
@@ -196,7 +198,7 @@ async function keysCreate(values: Values, out: Out): Promise<number> {
 }
 
 async function keysList(values: Values, out: Out): Promise<number> {
-  const store = openStore(keysConfig(values));
+  const store = await openStore(keysConfig(values));
   try {
     const now = Date.now();
     const keys = await store.listApiKeys();
@@ -212,7 +214,7 @@ async function keysList(values: Values, out: Out): Promise<number> {
 }
 
 async function keysRevoke(values: Values, id: string, out: Out): Promise<number> {
-  const store = openStore(keysConfig(values));
+  const store = await openStore(keysConfig(values));
   try {
     if (!(await store.revokeApiKey(id, new Date().toISOString()))) throw new ServiceError('NOT_FOUND', `No API key with id ${id}`);
     out.write(`Revoked ${id}.\n`);
