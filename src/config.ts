@@ -236,18 +236,20 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     }
   }
 
-  const int = (name: string, min: number, max: number, raw = env[name]): number | undefined => {
-    if (raw === undefined || raw === '') return undefined;
+  /** `raw` as an integer from min to max, or a problem naming the setting (`PORT`, `--port`). */
+  const integer = (setting: string, raw: string, min: number, max: number): number | undefined => {
     const value = /^\d{1,15}$/.test(raw) ? Number(raw) : NaN;
-    if (!Number.isInteger(value) || value < min || value > max) {
-      problems.push(`${name} must be an integer from ${min} to ${max} (got "${raw}")`);
-      return undefined;
-    }
-    return value;
+    if (Number.isInteger(value) && value >= min && value <= max) return value;
+    problems.push(`${setting} must be an integer from ${min} to ${max} (got "${raw}")`);
+    return undefined;
+  };
+  const int = (name: string, min: number, max: number): number | undefined => {
+    const raw = env[name];
+    return raw === undefined || raw === '' ? undefined : integer(name, raw, min, max);
   };
 
   for (const [flag, value] of [['--port', flags.port], ['--host', flags.host], ['--data-dir', flags.dataDir]] as const) if (value === '') problems.push(`${flag} needs a value`);
-  const port = (flags.port ? int('--port', 0, 65535, flags.port) : int('PORT', 0, 65535)) ?? file.server?.port ?? 8080;
+  const port = (flags.port ? integer('--port', flags.port, 0, 65535) : int('PORT', 0, 65535)) ?? file.server?.port ?? 8080;
   const concurrency = int('AIRLOCK_CONCURRENCY', 1, 10_000) ?? file.tasks?.concurrency ?? 8;
   const heartbeatIntervalMs = int('AIRLOCK_HEARTBEAT_MS', 100, 3_600_000) ?? file.server?.heartbeatIntervalMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS;
   const logLevel = env.AIRLOCK_LOG_LEVEL || file.logLevel || 'info';
