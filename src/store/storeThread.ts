@@ -1,4 +1,5 @@
 import { Worker } from 'node:worker_threads';
+import { RUNS_FROM_BUILD } from '../projectRoot.js';
 import type { Store } from './store.js';
 import type { EventRecord } from './store.js';
 import { eventFromRow } from './sqliteStore.js';
@@ -63,7 +64,9 @@ export class ThreadedStore implements Store {
    */
   static async open(path: string, options: { backgroundCheckpoints?: boolean; onFailure?: (err: Error) => void } = {}): Promise<ThreadedStore> {
     const { onFailure = () => {}, ...storeOptions } = options;
-    const worker = new Worker(new URL('./storeWorkerBootstrap.mjs', import.meta.url), { workerData: { path, options: storeOptions } });
+    // The build starts the compiled worker; a checkout's TypeScript needs the bootstrap to load tsx.
+    const entry = RUNS_FROM_BUILD ? './storeWorker.js' : './storeWorkerBootstrap.mjs';
+    const worker = new Worker(new URL(entry, import.meta.url), { workerData: { path, options: storeOptions } });
     await new Promise<void>((resolve, reject) => {
       const onMessage = (message: FromWorker) => {
         if ('opened' in message) done(null);
