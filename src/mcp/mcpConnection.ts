@@ -8,7 +8,7 @@ import { CallDeadline } from './callDeadline.js';
 import { pacedFetch } from './inboundPacing.js';
 import { launchProblem } from '../sandbox/serverPaths.js';
 import { ProcessTransport } from './processTransport.js';
-import { attribute, ServerRequestBudget, ThrottledReport } from './serverRequests.js';
+import { attribute, ServerRequestBudget, ThrottledReport, waitForTurn } from './serverRequests.js';
 import type { ActiveCall, CallRequests, ServerRequestContext, ServerRequestHandler } from './serverRequests.js';
 
 export const DEFAULT_CONNECT_TIMEOUT_MS = 30_000;
@@ -254,7 +254,7 @@ export class McpConnection {
     let withdrawn = false;
     try {
       // Past its owner's rate, a request waits for its turn; withdrawn meanwhile, it never reaches the task.
-      if (admission.delayMs > 0 && !(await waitUnlessAborted(admission.delayMs, context.signal))) {
+      if (admission.delayMs > 0 && !(await waitForTurn(admission.delayMs, context.signal))) {
         withdrawn = true;
         return refuse('the request was withdrawn while it waited for its turn');
       }
@@ -371,22 +371,6 @@ function allAborted(signals: AbortSignal[]): AbortSignal {
   for (const signal of signals) signal.addEventListener('abort', check, { once: true });
   check();
   return controller.signal;
-}
-
-/** Resolves true after `ms`, or false as soon as the signal aborts. */
-function waitUnlessAborted(ms: number, signal: AbortSignal): Promise<boolean> {
-  if (signal.aborted) return Promise.resolve(false);
-  return new Promise((resolve) => {
-    const onAbort = () => {
-      clearTimeout(timer);
-      resolve(false);
-    };
-    const timer = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve(true);
-    }, ms);
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
 }
 
 /** `promise`, or the signal's reason once it aborts first. */

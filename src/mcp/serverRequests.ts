@@ -143,6 +143,22 @@ export class ServerRequestBudget {
   }
 }
 
+/** Resolves true after `ms` (a request's wait for its turn), or false as soon as the signal aborts. */
+export function waitForTurn(ms: number, signal: AbortSignal): Promise<boolean> {
+  if (signal.aborted) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const onAbort = () => {
+      clearTimeout(timer);
+      resolve(false);
+    };
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve(true);
+    }, ms);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
 /** At most one report per `intervalMs`; the next one says how many were left out meanwhile. */
 export class ThrottledReport<T extends object> {
   private lastAt = -Infinity;
