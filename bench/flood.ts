@@ -1,11 +1,17 @@
 // A hostile MCP server floods Airlock with progress notifications: one task calls the echo
-// fixture's `flood_progress` (a real stdio server in the real sandbox), which sends 100,000
-// notifications/progress as fast as it can. Meanwhile /healthz is polled; its latency is printed
-// beside a quiet baseline (the same polling of the same Airlock, before the task), with the
-// number of events stored for the call.
+// fixture's `flood_progress`, which sends 100,000 notifications/progress as fast as it can, once
+// over stdio (a real server in the real sandbox) and once over Streamable HTTP (the server in a
+// process of its own). Meanwhile /healthz is polled; its latency is printed beside a quiet
+// baseline (the same polling of the same Airlock, before the task), with the number of events
+// stored for the call.
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { createInterface } from 'node:readline';
 import { echoStdioCommand } from '../fixtures/mcp/echoServer.js';
-import { closeAirlock, createTask, fmt, goal, isMain, percentile, printMachine, printTable, withTempDir } from './lib.js';
+import type { McpServerConfig } from '../src/config.js';
+import { closeAirlock, createTask, fmt, goal, isMain, loud, percentile, printMachine, printTable, ROOT, stopChild, withTempDir } from './lib.js';
 import { EventRecorder, failureOf, startAirlockWithServers } from './mcpSupport.js';
 
 const NOTIFICATIONS = 100_000;
@@ -31,12 +37,27 @@ async function pollHealth(baseUrl: string, stop: Promise<unknown>): Promise<numb
 
 const row = (label: string, ms: number[]) => [label, String(ms.length), fmt(percentile(ms, 50), 2), fmt(percentile(ms, 99), 2), fmt(ms.at(-1)!, 2)];
 
-export async function runFlood(): Promise<void> {
-  console.log(`\nflood: /healthz while a stdio server sends ${NOTIFICATIONS.toLocaleString('en')} progress notifications in one call, beside ${QUIET_MS / 1000} s of quiet polling of the same Airlock`);
-  printMachine();
+/** The echo server over Streamable HTTP in a child process (so its sending is not on Airlock's loop); its URL is the first line it prints. */
+async function startHttpEcho(): Promise<{ url: string; child: ChildProcess }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'fixtures/mcp/echoServer.ts'), 'http'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+  const lines = createInterface({ input: child.stdout! });
+  try {
+    const url = await new Promise<string>((resolve, reject) => {
+      lines.once('line', resolve);
+      child.once('exit', (code) => reject(new Error(`the echo server exited (${code}) before printing its URL`)));
+    });
+    return { url: url.trim(), child };
+  } catch (err) {
+    await stopChild(child);
+    throw err;
+  } finally {
+    lines.close();
+  }
+}
+
+async function phase(label: string, server: McpServerConfig): Promise<void> {
   await withTempDir('airlock-bench-flood-', async (dir) => {
-    const command = echoStdioCommand();
-    const airlock = await startAirlockWithServers(dir, { flood: { type: 'stdio', command: command.command, args: command.args } });
+    const airlock = await startAirlockWithServers(dir, { flood: server });
     const recorder = new EventRecorder(airlock.store);
     try {
       const quiet = await pollHealth(airlock.url, new Promise((resolve) => setTimeout(resolve, QUIET_MS)));
@@ -48,8 +69,11 @@ export async function runFlood(): Promise<void> {
       const wallS = (performance.now() - start) / 1000;
       const failure = failureOf(events);
       if (failure) throw new Error(`the flood task failed: ${failure}`);
+      const output = events.find((e) => e.type === 'tool_result')?.data.output;
+      if (output !== 'flooded') throw new Error(`the flood call answered ${JSON.stringify(output)}`);
       const progress = events.filter((e) => e.type === 'tool_progress');
       const last = progress.at(-1)?.data as { progress?: number } | undefined;
+      console.log(`\n  ${label}`);
       printTable([
         ['/healthz', 'answers', 'p50 ms', 'p99 ms', 'max ms'],
         row('quiet (baseline)', quiet),
@@ -61,6 +85,23 @@ export async function runFlood(): Promise<void> {
       await closeAirlock(airlock);
     }
   });
+}
+
+export async function runFlood(): Promise<void> {
+  console.log(`\nflood: /healthz while an MCP server sends ${NOTIFICATIONS.toLocaleString('en')} progress notifications in one call, beside ${QUIET_MS / 1000} s of quiet polling of the same Airlock`);
+  printMachine();
+  try {
+    const command = echoStdioCommand();
+    await phase('stdio (the server in the task\'s sandbox)', { type: 'stdio', command: command.command, args: command.args });
+    const http = await startHttpEcho();
+    try {
+      await phase('Streamable HTTP (the server in a process of its own)', { type: 'http', url: http.url });
+    } finally {
+      await stopChild(http.child);
+    }
+  } catch (err) {
+    loud(`flood bench failed: ${(err as Error).stack ?? String(err)}`);
+  }
 }
 
 if (isMain(import.meta.url)) await runFlood();

@@ -21,6 +21,10 @@ export class ProcessTransport implements Transport {
   private readonly readBuffer = new ReadBuffer();
   private draining = false;
   private closeWhenDrained = false;
+  /** A response read in a turn that handed on notifications: it is handed on first thing next turn. */
+  private held: JSONRPCMessage | undefined;
+  /** close() was called: what the process still writes is read (it never blocks on a full pipe) and dropped. */
+  private discarding = false;
   /** The process's stderr, available before start() so that nothing it prints early is lost. */
   readonly stderr = new PassThrough();
 
@@ -71,6 +75,10 @@ export class ProcessTransport implements Transport {
   async close(): Promise<void> {
     const child = this.process;
     this.process = undefined;
+    this.discarding = true;
+    this.readBuffer.clear();
+    this.held = undefined;
+    child?.stdout?.resume();
     if (child && child.exitCode === null && child.signalCode === null) {
       const closed = new Promise<void>((resolve) => child.once('close', () => resolve()));
       const waitStep = () => Promise.race([closed, new Promise((resolve) => setTimeout(resolve, CLOSE_STEP_MS).unref())]);
@@ -82,10 +90,10 @@ export class ProcessTransport implements Transport {
       }
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     }
-    this.readBuffer.clear();
   }
 
   private receive(chunk: Buffer): void {
+    if (this.discarding) return;
     try {
       this.readBuffer.append(chunk);
     } catch (error) {
@@ -105,11 +113,12 @@ export class ProcessTransport implements Transport {
     for (let handled = 0; handled < MESSAGES_PER_TURN; handled++) {
       let message: JSONRPCMessage | null;
       try {
-        message = this.readBuffer.readMessage();
+        message = this.held ?? this.readBuffer.readMessage();
       } catch (error) {
         this.onerror?.(error as Error);
         continue;
       }
+      this.held = undefined;
       if (message === null) {
         this.process?.stdout?.resume();
         if (this.closeWhenDrained) {
@@ -117,6 +126,13 @@ export class ProcessTransport implements Transport {
           this.onclose?.();
         }
         return;
+      }
+      // The SDK hands a notification to its handler a microtask later, a response at once: a
+      // response handed on in the same turn as the notifications before it would overtake them,
+      // and a call's last progress would be dropped as of a token it no longer knows.
+      if (handled > 0 && !('method' in message)) {
+        this.held = message;
+        break;
       }
       this.onmessage?.(message);
     }

@@ -159,7 +159,8 @@ describe('docs stay in sync with the code', () => {
     const source = read('src/config.ts');
     const NAME = '([A-Z][A-Z0-9_]*)';
     // Read directly (env.X, env['X']) or through a local helper that reads env[name] (int('PORT', …)).
-    const helpers = [...source.matchAll(/const\s+(\w+)\s*=\s*\(\s*(\w+)\s*:[^)]*\)[^{]*=>\s*\{[^}]*?\benv\[\s*(\w+)\s*\]/g)]
+    // The read may be in the body or a parameter's default (`raw = env[name]`).
+    const helpers = [...source.matchAll(/const\s+(\w+)\s*=\s*\(\s*(\w+)\s*:(?:[^)]*?|[^)]*\)[^{]*=>\s*\{[^}]*?)\benv\[\s*(\w+)\s*\]/g)]
       .filter((m) => m[2] === m[3])
       .map((m) => m[1]!);
     const readVars = new Set<string>([

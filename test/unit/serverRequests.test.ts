@@ -45,12 +45,45 @@ describe('attribute (server request → call)', () => {
 });
 
 describe('ServerRequestBudget and ThrottledReport', () => {
-  it('lets each owner have `limit` requests waiting, and a place frees when one leaves', () => {
-    const budget = new ServerRequestBudget(2);
-    expect([budget.enter('a'), budget.enter('a'), budget.enter('a'), budget.enter('b')]).to.deep.equal([true, true, false, true]);
+  // What `enter` decided, short: a delay in ms, or 'refused'.
+  const admit = (budget: ServerRequestBudget, owner: string) => {
+    const admission = budget.enter(owner);
+    return admission.kind === 'refused' ? 'refused' : admission.delayMs;
+  };
+
+  it('lets each owner have `waiting` requests waiting, and a place frees when one leaves', () => {
+    const budget = new ServerRequestBudget({ waiting: 2, burst: 100, perSecond: 1 }, () => 0);
+    expect([admit(budget, 'a'), admit(budget, 'a'), admit(budget, 'a'), admit(budget, 'b')]).to.deep.equal([0, 0, 'refused', 0]);
     budget.leave('a');
-    expect(budget.enter('a')).to.equal(true);
-    expect(budget.enter('a')).to.equal(false);
+    expect(admit(budget, 'a')).to.equal(0);
+    expect(admit(budget, 'a')).to.equal('refused');
+  });
+
+  it('admits a burst at once, then makes each request wait its turn at the rate, and refills with time', () => {
+    let clock = 0;
+    const budget = new ServerRequestBudget({ waiting: 4, burst: 3, perSecond: 2 }, () => clock);
+    const answered = (owner: string) => {
+      const delay = admit(budget, owner);
+      budget.leave(owner);
+      return delay;
+    };
+    expect([answered('a'), answered('a'), answered('a')]).to.deep.equal([0, 0, 0]);
+    // Past the burst, one request each 500 ms; each waiting request also holds a place.
+    expect([admit(budget, 'a'), admit(budget, 'a')]).to.deep.equal([500, 1_000]);
+    budget.leave('a');
+    budget.leave('a');
+    expect(answered('b'), 'another owner has its own burst').to.equal(0);
+    clock = 10_000;
+    expect([answered('a'), answered('a'), answered('a'), answered('a')]).to.deep.equal([0, 0, 0, 500]);
+  });
+
+  it('gives the turn back of a request withdrawn while it waited', () => {
+    const budget = new ServerRequestBudget({ waiting: 4, burst: 1, perSecond: 1 }, () => 0);
+    expect(admit(budget, 'a')).to.equal(0);
+    budget.leave('a');
+    expect(admit(budget, 'a')).to.equal(1_000);
+    budget.leave('a', true);
+    expect(admit(budget, 'a'), 'the withdrawn one cost nothing').to.equal(1_000);
   });
 
   it('reports at most once per interval and counts what it left out', () => {
