@@ -395,8 +395,9 @@ function userMessage(scrubber: Scrubber, content: string, attachedFiles: Attache
 
 /** The task fields the API shows. */
 export function publicTask(task: TaskRecord): TaskView {
-  const { runStartSeq: _runStartSeq, secretKeys: _secretKeys, error, ...rest } = task;
-  return { ...rest, error: error?.message ?? null, errorCode: error?.code ?? null };
+  const { runStartSeq: _runStartSeq, secretKeys: _secretKeys, ...rest } = task;
+  // `error` keeps its place among the fields (overriding a key keeps its position); `errorCode` comes last.
+  return { ...rest, error: rest.error?.message ?? null, errorCode: rest.error?.code ?? null };
 }
 
 /** Whether `promise` settled within `ms`. The timer is ref'd on purpose: a shutdown waiting on it must keep the process alive. */
