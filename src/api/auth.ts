@@ -38,7 +38,7 @@ export function authenticate(options: AuthOptions) {
     if (API_KEY_PATTERN.test(credential)) {
       const key = await keys.verify(credential);
       if (!key) throw new ServiceError('INVALID_API_KEY', 'The API key is unknown, revoked or expired');
-      ctx.state.principal = { kind: 'apiKey', projectId: key.projectId, apiKeyId: key.id } satisfies Principal;
+      ctx.state.principal = { kind: 'apiKey', projectId: key.projectId, apiKeyId: key.id, keyName: key.name } satisfies Principal;
     } else if (JWT_PATTERN.test(credential)) {
       if (!secret) throw new ServiceError('JWT_NOT_CONFIGURED', 'This Airlock has no JWT signing secret (AIRLOCK_JWT_SECRET), so it accepts API keys only');
       ctx.state.principal = await verifyJwt(credential, secret, options.projects);
@@ -53,10 +53,12 @@ async function verifyJwt(token: string, secret: Uint8Array, projects: ReadonlySe
   try {
     // Pinning the algorithm list is what refuses `alg: none` and key-confusion tokens.
     const { payload } = await jwtVerify(token, secret, { algorithms: ['HS256'], audience: JWT_AUDIENCE, requiredClaims: ['exp', 'sub'] });
+    // A signed claim is still the signer's input: jose checks only that `sub` is there.
     const projectId = typeof payload.project === 'string' ? payload.project : undefined;
-    if (!projectId || !payload.sub) throw new ServiceError('INVALID_TOKEN', 'The token has no project or subject');
+    const endUserId = typeof payload.sub === 'string' ? payload.sub : undefined;
+    if (!projectId || !endUserId) throw new ServiceError('INVALID_TOKEN', 'The token\'s "project" and "sub" must be non-empty strings');
     if (!projects.has(projectId)) throw new ServiceError('INVALID_TOKEN', 'The token names a project this Airlock does not have');
-    return { kind: 'endUser', projectId, endUserId: payload.sub };
+    return { kind: 'endUser', projectId, endUserId };
   } catch (err) {
     if (err instanceof ServiceError) throw err;
     const reason = err instanceof joseErrors.JWTExpired ? 'The token has expired' : 'The token is not valid';

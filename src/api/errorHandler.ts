@@ -30,9 +30,19 @@ export function errorHandler() {
       }
       ctx.status = err.status;
       for (const [name, value] of Object.entries(err.headers ?? {})) ctx.set(name, value);
-      ctx.body = { success: false, error: { code: err.code, message: err.message, ...(err.details ? { details: err.details } : {}) } };
+      ctx.body = { success: false, error: errorBody(err) };
     }
   };
+}
+
+/** The most `details` an error lists; how many more there were is in `detailsOmitted`. */
+export const MAX_ERROR_DETAILS = 100;
+
+function errorBody(err: ServiceError): Record<string, unknown> {
+  const { code, message, details } = err;
+  if (!details) return { code, message };
+  if (!Array.isArray(details) || details.length <= MAX_ERROR_DETAILS) return { code, message, details };
+  return { code, message, details: details.slice(0, MAX_ERROR_DETAILS), detailsOmitted: details.length - MAX_ERROR_DETAILS };
 }
 
 function toServiceError(thrown: unknown): ServiceError {

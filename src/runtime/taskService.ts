@@ -4,7 +4,7 @@ import { ServiceError } from '../errors.js';
 import type { AdoptedUploads, StagedUploads } from '../sandbox/uploads.js';
 import type { Workspaces } from '../sandbox/workspaces.js';
 import { FINISHED_STATUSES, isLive, LIVE_STATUSES } from '../store/store.js';
-import type { ApprovalOutcome, AttachedFile, EventRecord, MessageRecord, Store, TaskRecord, TaskStatus } from '../store/store.js';
+import type { ApprovalOutcome, AttachedFile, EventRecord, MessageRecord, Store, TaskListQuery, TaskRecord, TaskStatus } from '../store/store.js';
 import type { ApprovalGate } from './approvalGate.js';
 import type { InputAction, InputRequests } from './inputRequests.js';
 import { principalId } from './principal.js';
@@ -79,7 +79,7 @@ export class TaskService {
 
   constructor(private readonly options: TaskServiceOptions) {}
 
-  async create(principal: Principal, input: CreateTaskInput): Promise<{ id: string; status: TaskStatus }> {
+  async create(principal: Principal, input: CreateTaskInput): Promise<{ id: string; status: TaskStatus; username: string | null }> {
     this.assertAccepting();
     const { store } = this.options;
     const now = new Date().toISOString();
@@ -100,6 +100,7 @@ export class TaskService {
       projectId: principal.projectId,
       apiKeyId: principal.kind === 'apiKey' ? principal.apiKeyId : null,
       endUserId: principal.kind === 'endUser' ? principal.endUserId : null,
+      username: principal.kind === 'apiKey' ? principal.keyName : principal.endUserId,
       sessionId,
       conversationId: randomUUID(),
       status: 'pending',
@@ -129,7 +130,7 @@ export class TaskService {
     // The model sees the unscrubbed message; only what is stored is scrubbed.
     if (session) session.conversation = [{ role: 'user', content: [{ type: 'text', text: userText(input.message, attachedFiles) }] }];
     this.schedule(task.id, 'start', sessionId);
-    return { id, status: 'pending' };
+    return { id, status: 'pending', username: task.username };
   }
 
   async followUp(principal: Principal, taskId: string, input: FollowUpInput): Promise<{ status: TaskStatus }> {
@@ -233,13 +234,19 @@ export class TaskService {
     return view;
   }
 
-  async list(principal: Principal, query: { limit: number; offset: number; includeHidden: boolean; status?: TaskStatus }) {
-    const { tasks, total } = await this.options.store.listTasks({
-      projectId: principal.projectId,
-      ...(principal.kind === 'endUser' ? { endUserId: principal.endUserId } : {}),
-      ...query,
-    });
-    return { tasks: tasks.map(publicTask), total };
+  /**
+   * A page of the caller's tasks: a key's own (or, with scope project, the project's), an end
+   * user's own; an end user never sees the project scope.
+   */
+  async list(principal: Principal, query: Omit<TaskListQuery, 'projectId' | 'apiKeyId' | 'endUserId'> & { scope: 'own' | 'project' }) {
+    const { scope, offset, ...rest } = query;
+    if (principal.kind === 'endUser' && scope === 'project') {
+      throw new ServiceError('FORBIDDEN', 'An end user lists only their own tasks: scope=project needs an API key');
+    }
+    const owner = principal.kind === 'endUser' ? { endUserId: principal.endUserId } : scope === 'own' ? { apiKeyId: principal.apiKeyId } : {};
+    // A cursor's offset only counts what the walk listed before: the position is where it goes on.
+    const { tasks, total, next } = await this.options.store.listTasks({ projectId: principal.projectId, ...owner, ...rest, offset: rest.after ? 0 : offset });
+    return { tasks: tasks.map(publicTask), total, next };
   }
 
   async history(principal: Principal, taskId: string) {

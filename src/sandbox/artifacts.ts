@@ -172,5 +172,6 @@ function inside(root: string, candidate: string): boolean {
 
 function gone(err: unknown): boolean {
   const code = (err as NodeJS.ErrnoException).code;
-  return code === 'ENOENT' || code === 'ENOTDIR';
+  // A name past the file system's length limit names no file that could exist.
+  return code === 'ENOENT' || code === 'ENOTDIR' || code === 'ENAMETOOLONG';
 }

@@ -133,7 +133,7 @@ describe('Task routes', () => {
       expect(task).to.include({ projectId: 'default', status: 'completed', systemPrompt: 'Be brief.', showInHistory: true, autoExecute: true, endUserId: null });
       expect(task.apiKeyId).to.be.a('string');
       expect(task.env).to.deep.equal({ REGION: 'eu' });
-      expect(task).to.have.keys('id', 'projectId', 'apiKeyId', 'endUserId', 'sessionId', 'conversationId', 'status', 'message', 'systemPrompt', 'showInHistory', 'autoExecute', 'env', 'error', 'errorCode', 'usage', 'createdAt', 'startedAt', 'completedAt', 'lastActivityAt', 'messageCount', 'output', 'workspaceBytes');
+      expect(task).to.have.keys('id', 'projectId', 'apiKeyId', 'endUserId', 'username', 'sessionId', 'conversationId', 'status', 'message', 'systemPrompt', 'showInHistory', 'autoExecute', 'env', 'error', 'errorCode', 'usage', 'createdAt', 'startedAt', 'completedAt', 'lastActivityAt', 'messageCount', 'output', 'workspaceBytes');
       expect(task.output.content).to.equal('done');
       expect(task.output.toolCalls).to.deep.equal([{ callId: 'toolu_scripted_1', toolName: 'lookup', server: 'kb', status: 'success', args: { q: 'otters' }, output: 'found otters' }]);
       expect(task.usage.turns).to.equal(2);
@@ -161,7 +161,8 @@ describe('Task routes', () => {
           await waitForStatus(fresh, res.body.data.id, ['completed']);
         }
         const page = await fresh.api('/tasks?limit=2&offset=1');
-        expect(page.body.pagination).to.deep.equal({ total: 4, limit: 2, offset: 1, hasMore: true });
+        expect(page.body.pagination).to.include({ total: 4, limit: 2, offset: 1, hasMore: true });
+        expect(page.body.pagination.nextCursor).to.be.a('string');
         expect(page.body.data.map((t: { id: string }) => t.id)).to.deep.equal([ids[3], ids[1]]);
         expect(page.body.data[0]).to.include.keys('lastActivityAt', 'messageCount');
         expect(page.body.data[0].messageCount).to.equal(2);

@@ -125,12 +125,12 @@ describe('parseFollowUp', () => {
 });
 
 describe('parseListQuery', () => {
-  it('defaults to limit 50, offset 0, hidden tasks excluded, no status filter', () => {
-    expect(parseListQuery({})).to.deep.equal({ limit: 50, offset: 0, includeHidden: false });
+  it('defaults to limit 50, offset 0, hidden tasks excluded, no status filter, the caller\'s own tasks', () => {
+    expect(parseListQuery({})).to.deep.equal({ limit: 50, offset: 0, includeHidden: false, scope: 'own' });
   });
 
   it('reads numbers, booleans and a status from query strings', () => {
-    expect(parseListQuery({ limit: '100', offset: '20', includeHidden: 'true', status: 'failed' })).to.deep.equal({ limit: 100, offset: 20, includeHidden: true, status: 'failed' });
+    expect(parseListQuery({ limit: '100', offset: '20', includeHidden: 'true', status: 'failed', scope: 'project' })).to.deep.equal({ limit: 100, offset: 20, includeHidden: true, status: 'failed', scope: 'project' });
     expect(parseListQuery({ limit: '1', includeHidden: '0' })).to.include({ limit: 1, includeHidden: false });
   });
 

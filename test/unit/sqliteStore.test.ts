@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { expect } from 'chai';
-import { SqliteStore } from '../../src/store/sqliteStore.js';
+import { SCHEMA_VERSION, SqliteStore } from '../../src/store/sqliteStore.js';
 import type { TaskRecord } from '../../src/store/store.js';
 import { rejection, waitFor } from '../support/harness.js';
 import { downgradeToSchema5 } from '../support/schema5.js';
@@ -13,7 +13,7 @@ import { downgradeToSchema5 } from '../support/schema5.js';
 function newTask(id = randomUUID()): TaskRecord {
   const now = new Date().toISOString();
   return {
-    id, projectId: 'default', apiKeyId: 'key-1', endUserId: null, sessionId: randomUUID(), conversationId: randomUUID(),
+    id, projectId: 'default', apiKeyId: 'key-1', endUserId: null, username: null, sessionId: randomUUID(), conversationId: randomUUID(),
     status: 'pending', message: 'hello', systemPrompt: null, showInHistory: true, autoExecute: true, env: null, error: null,
     usage: { inputTokens: 0, outputTokens: 0, turns: 0 }, createdAt: now, startedAt: null, completedAt: null,
     lastActivityAt: now, messageCount: 0, runStartSeq: 0, secretKeys: [],
@@ -293,7 +293,7 @@ describe('SqliteStore', () => {
 
     store = new SqliteStore(path);
     expect([await read(later.id), await read(earlier.id)]).to.deep.equal(before);
-    expect(otherConnection((db) => db.pragma('user_version', { simple: true }))).to.equal(6);
+    expect(otherConnection((db) => db.pragma('user_version', { simple: true }))).to.equal(SCHEMA_VERSION);
     expect(otherConnection((db) => db.prepare('SELECT id FROM tasks ORDER BY no').all())).to.deep.equal([{ id: earlier.id }, { id: later.id }]);
     // Replay from a sequence, and the next event, message and decision of each task.
     expect((await store.listEvents(later.id, 2, 100)).map((e) => e.type)).to.deep.equal(['tool_call']);

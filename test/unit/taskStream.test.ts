@@ -89,7 +89,7 @@ class HookedStore extends SqliteStore {
 }
 
 describe('TaskStreams', () => {
-  const principal: Principal = { kind: 'apiKey', projectId: 'default', apiKeyId: 'key-1' };
+  const principal: Principal = { kind: 'apiKey', projectId: 'default', apiKeyId: 'key-1', keyName: null };
   let store: HookedStore;
   let bus: InProcessEventBus;
   let events: EventLog;
@@ -124,7 +124,7 @@ describe('TaskStreams', () => {
     const id = randomUUID();
     const now = new Date().toISOString();
     const task: TaskRecord = {
-      id, projectId, apiKeyId: 'key-1', endUserId: null, sessionId: randomUUID(), conversationId: randomUUID(),
+      id, projectId, apiKeyId: 'key-1', endUserId: null, username: null, sessionId: randomUUID(), conversationId: randomUUID(),
       status, message: 'hello', systemPrompt: null, showInHistory: true, autoExecute: true, env: null, error: null,
       usage: { inputTokens: 0, outputTokens: 0, turns: 0 }, createdAt: now, startedAt: now, completedAt: null,
       lastActivityAt: now, messageCount: 0, runStartSeq: 0, secretKeys: [],
