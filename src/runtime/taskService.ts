@@ -10,6 +10,7 @@ import type { InputAction, InputRequests } from './inputRequests.js';
 import { principalId } from './principal.js';
 import { pushUser, userText } from './conversation.js';
 import { readEvents } from './events.js';
+import { historyMessages } from './history.js';
 import { SAMPLING_TOOL_NAME } from './sampling.js';
 import type { EventLog } from './events.js';
 import type { Principal } from './principal.js';
@@ -251,7 +252,7 @@ export class TaskService {
   async history(principal: Principal, taskId: string) {
     const task = await this.visibleTask(principal, taskId);
     const messages = await this.options.store.listMessages(taskId);
-    return { taskId, conversationId: task.conversationId, status: task.status, messages: messages.map(publicMessage) };
+    return { taskId, conversationId: task.conversationId, status: task.status, messages: historyMessages(messages, isLive(task.status)) };
   }
 
   /** The task if the caller may see it; NOT_FOUND otherwise, so other projects' ids never leak. */
@@ -401,14 +402,9 @@ function userMessage(scrubber: Scrubber, content: string, attachedFiles: Attache
 
 /** The task fields the API shows. */
 export function publicTask(task: TaskRecord): TaskView {
-  const { runStartSeq: _runStartSeq, secretKeys: _secretKeys, error, ...rest } = task;
-  return { ...rest, error: error?.message ?? null, errorCode: error?.code ?? null };
-}
-
-/** A message as history and history_message events show it. */
-export function publicMessage(message: MessageRecord) {
-  const { taskId: _taskId, afterSeq: _afterSeq, ...rest } = message;
-  return rest;
+  const { runStartSeq: _runStartSeq, secretKeys: _secretKeys, ...rest } = task;
+  // `error` keeps its place among the fields (overriding a key keeps its position); `errorCode` comes last.
+  return { ...rest, error: rest.error?.message ?? null, errorCode: rest.error?.code ?? null };
 }
 
 /** Whether `promise` settled within `ms`. The timer is ref'd on purpose: a shutdown waiting on it must keep the process alive. */

@@ -230,12 +230,14 @@ export class SqliteStore implements Store {
       // The task's next position and last sequence, and no row when the task does not exist.
       insertMessage: db.prepare<[...MessageValues, string], { task_no: number; position: number; after_seq: number }>(`INSERT INTO messages
         (task_no, position, id, role, content, created_at, attached_files, thoughts, tool_calls, after_seq)
-        SELECT no, message_count, ?, ?, ?, ?, ?, ?, ?, ${lastSeq} FROM tasks WHERE id = ? RETURNING task_no, position, after_seq`),
+        SELECT no, (SELECT COALESCE(MAX(position), -1) + 1 FROM messages WHERE task_no = tasks.no), ?, ?, ?, ?, ?, ?, ?, ${lastSeq}
+        FROM tasks WHERE id = ? RETURNING task_no, position, after_seq`),
+      roleAt: db.prepare<[number, number], { role: 'user' | 'assistant' }>('SELECT role FROM messages WHERE task_no = ? AND position = ?'),
       // A task's first message: position 0, before any event.
       insertFirstMessage: db.prepare<[number, ...MessageValues]>(`INSERT INTO messages
         (task_no, position, id, role, content, created_at, attached_files, thoughts, tool_calls, after_seq) VALUES (?, 0, ?, ?, ?, ?, ?, ?, ?, 0)`),
       deleteMessage: db.prepare<[number, number]>('DELETE FROM messages WHERE task_no = ? AND position = ?'),
-      countMessage: db.prepare<[string, number]>('UPDATE tasks SET message_count = message_count + 1, last_activity_at = ? WHERE no = ?'),
+      countMessage: db.prepare<[number, string, number]>('UPDATE tasks SET message_count = message_count + ?, last_activity_at = ? WHERE no = ?'),
       messages: db.prepare<[string], MessageRow>(`SELECT ${messageColumns} FROM messages WHERE task_no = ${taskNo} ORDER BY position`),
       messagesByNo: db.prepare<[number], MessageRow>(`SELECT ${messageColumns} FROM messages WHERE task_no = ? ORDER BY position`),
       // One statement: the next sequence number, and nothing when the task does not exist.
@@ -437,7 +439,10 @@ export class SqliteStore implements Store {
       const row = this.statements.insertMessage.get(...values, message.taskId);
       if (!row) throw new Error(`no task ${message.taskId}`);
       try {
-        this.statements.countMessage.run(message.createdAt, row.task_no);
+        // messageCount counts the messages history shows: a run's later turn records (an assistant
+        // record after another) are part of the run's one message.
+        const continuesRun = message.role === 'assistant' && this.statements.roleAt.get(row.task_no, row.position - 1)?.role === 'assistant';
+        this.statements.countMessage.run(continuesRun ? 0 : 1, message.createdAt, row.task_no);
       } catch (err) {
         this.undo(() => this.statements.deleteMessage.run(row.task_no, row.position), err);
         throw err;

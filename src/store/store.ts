@@ -43,6 +43,7 @@ export interface TaskRecord {
   startedAt: string | null;
   completedAt: string | null;
   lastActivityAt: string;
+  /** Messages as history shows them: user messages and one assistant message per run. */
   messageCount: number;
   /** The sequence of the last event before the current run began. */
   runStartSeq: number;
@@ -223,7 +224,10 @@ export interface Store {
   transitionTask(id: string, from: readonly TaskStatus[], patch: TaskPatch & { status: TaskStatus }): Promise<boolean>;
   findTasksByStatus(statuses: readonly TaskStatus[]): Promise<TaskRecord[]>;
 
-  /** Appends a message, counts it on the task and stamps its afterSeq. */
+  /**
+   * Appends a message (one model turn, for the assistant), stamps its afterSeq and counts it on the
+   * task as history shows messages: a run's consecutive assistant records count once.
+   */
   appendMessage(message: Omit<MessageRecord, 'afterSeq'>): Promise<MessageRecord>;
   listMessages(taskId: string): Promise<MessageRecord[]>;
 

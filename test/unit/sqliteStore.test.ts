@@ -137,6 +137,23 @@ describe('SqliteStore', () => {
     });
   });
 
+  describe('#appendMessage() counting', () => {
+    it('keeps every turn record in order and counts a run\'s consecutive assistant records once, as history shows them', async () => {
+      const task = newTask();
+      await store.createTask(task, firstMessage('first'));
+      const append = (role: 'user' | 'assistant', content: string) => store.appendMessage({ id: randomUUID(), taskId: task.id, role, content, createdAt: new Date().toISOString() });
+      await append('assistant', '');
+      await append('assistant', 'turn 2');
+      expect((await store.getTask(task.id))!.messageCount).to.equal(2);
+      await append('user', 'follow-up');
+      await append('assistant', 'answer');
+      expect((await store.getTask(task.id))!.messageCount).to.equal(4);
+      expect((await store.listMessages(task.id)).map((m) => m.content)).to.deep.equal(['first', '', 'turn 2', 'follow-up', 'answer']);
+      const positions = otherConnection((db) => db.prepare('SELECT position FROM messages WHERE task_no = (SELECT no FROM tasks WHERE id = ?) ORDER BY position').all(task.id));
+      expect(positions).to.deep.equal([0, 1, 2, 3, 4].map((position) => ({ position })));
+    });
+  });
+
   describe('group commits', () => {
     it('fails the writes of a transaction SQLite rolled back, and commits the later writes of the same turn in a new one', async () => {
       const [before, poisoned, after] = [newTask(), newTask(), newTask()];

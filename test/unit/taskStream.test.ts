@@ -316,6 +316,16 @@ describe('TaskStreams', () => {
 });
 
 describe('formatSseEvent', () => {
+  // The hosted API's Python sample strips the prefix with line.replace('data: ', ''), every occurrence.
+  it('writes a "data: " inside a string with an escaped space, so that a client removing every "data: " reads the same value', () => {
+    const data = { text: 'the data: 42, and data:  twice data: ', 'data: key': 'x' };
+    const line = formatSseEvent({ event: 'content', data, id: 1 }).split('\n')[1]!;
+    expect(line.indexOf('data: ')).to.equal(0);
+    expect(line.lastIndexOf('data: ')).to.equal(0);
+    expect(JSON.parse(line.replaceAll('data: ', ''))).to.deep.equal(data);
+    expect(JSON.parse(line.slice('data: '.length))).to.deep.equal(data);
+  });
+
   it('writes event, one line of JSON data, id and a blank line', () => {
     expect(formatSseEvent({ event: 'status', data: { status: 'running' }, id: 3 })).to.equal('event: status\ndata: {"status":"running"}\nid: 3\n\n');
   });
