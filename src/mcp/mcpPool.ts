@@ -152,29 +152,11 @@ export class McpPool {
 }
 
 /** JSON with object keys sorted, so equal configs give equal fingerprints. */
-export function canonicalJson(root: unknown): string {
-  let out = '';
-  // What is left to write, the next on top: text as it is, or a value to encode. A stack of its
-  // own rather than recursion, so that no depth of nesting (tool arguments) overflows (issue 13).
-  const todo: ({ text: string } | { value: unknown })[] = [{ value: root }];
-  for (let step = todo.pop(); step; step = todo.pop()) {
-    if ('text' in step) {
-      out += step.text;
-      continue;
-    }
-    const { value } = step;
-    if (Array.isArray(value)) {
-      out += '[';
-      todo.push({ text: ']' });
-      for (let i = value.length - 1; i >= 0; i--) todo.push({ value: value[i] }, ...(i > 0 ? [{ text: ',' }] : []));
-    } else if (value && typeof value === 'object') {
-      const entries = Object.entries(value as Record<string, unknown>).filter(([, v]) => v !== undefined).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-      out += '{';
-      todo.push({ text: '}' });
-      for (let i = entries.length - 1; i >= 0; i--) todo.push({ value: entries[i]![1] }, { text: `${i > 0 ? ',' : ''}${JSON.stringify(entries[i]![0])}:` });
-    } else {
-      out += JSON.stringify(value ?? null);
-    }
+export function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (value && typeof value === 'object') {
+    const entries = Object.entries(value as Record<string, unknown>).filter(([, v]) => v !== undefined).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
   }
-  return out;
+  return JSON.stringify(value ?? null);
 }
