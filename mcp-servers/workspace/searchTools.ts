@@ -4,7 +4,8 @@ import path from 'node:path';
 import type { McpServer } from '@modelcontextprotocol/server';
 import { z } from 'zod';
 
-import { globToRegExp } from './globPattern.js';
+import { compileGlob } from './globPattern.js';
+import { MatchBudget, MatchTimeLimit, SEARCH_TIME_LIMIT_MS } from './matchBudget.js';
 import { WORKSPACE_ALIAS, type WorkspacePath, type WorkspacePaths } from './paths.js';
 import { fsFailure, guard, textResult, ToolFailure } from './toolResults.js';
 import { ignoredDirectoriesNamedIn, IGNORED_DIRECTORIES, walkFiles, type WalkedFile } from './workspaceWalk.js';
@@ -28,7 +29,9 @@ const globInput = z.object({
 });
 
 const searchInput = z.object({
-  pattern: z.string().min(1).describe('JavaScript regular expression to look for in each line, e.g. "function\\s+main" (case-sensitive).'),
+  pattern: z
+    .string().min(1)
+    .describe(`JavaScript regular expression to look for in each line, e.g. "function\\s+main" (case-sensitive). A search stops with an error after ${SEARCH_TIME_LIMIT_MS / 1000} s of matching.`),
   path: z.string().optional().describe('Directory (or single file) to search; relative to the workspace root, or under /workspace. Default the root.'),
   include: z
     .string().optional()
@@ -56,7 +59,8 @@ export function registerSearchTools(server: McpServer, paths: WorkspacePaths): v
       description:
         `Searches text files for lines matching a regular expression and returns them as "path:line: text" ` +
         `(paths relative to the workspace root, at most ${MAX_SEARCH_MATCHES} lines). Binary files and files over ` +
-        `${MAX_SEARCH_FILE_BYTES / (1024 * 1024)} MiB are skipped; ${ignoredNote}.`,
+        `${MAX_SEARCH_FILE_BYTES / (1024 * 1024)} MiB are skipped; ${ignoredNote}. Matching may take ${SEARCH_TIME_LIMIT_MS / 1000} s in all; ` +
+        `past that the search ends with an error (an expression that backtracks, such as (a+)+$, can take longer than that on one line).`,
       inputSchema: searchInput,
       annotations: { title: 'Search file contents', readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false },
     },
@@ -70,13 +74,13 @@ async function globFiles(paths: WorkspacePaths, args: z.infer<typeof globInput>)
   if (args.path === undefined && pattern.startsWith(`${WORKSPACE_ALIAS}/`)) pattern = pattern.slice(WORKSPACE_ALIAS.length + 1);
   if (pattern.startsWith('/')) throw new ToolFailure(`Glob pattern ${JSON.stringify(args.pattern)} must be relative; use path to choose the directory to search from.`);
   const base = await resolveDirectory(paths, args.path ?? '.');
-  const matcher = globToRegExp(pattern);
+  const matches = compileGlob(pattern);
   const found: string[] = [];
   let more = false;
   const summary = await walkFiles(
     base.absolute,
     (file) => {
-      if (!matcher.test(file.relative)) return true;
+      if (!matches(file.relative)) return true;
       if (found.length >= MAX_GLOB_RESULTS) {
         more = true;
         return false;
@@ -104,26 +108,35 @@ async function searchFileContent(paths: WorkspacePaths, args: z.infer<typeof sea
   const targetStats = await stat(target.absolute).catch((error: unknown) => {
     throw fsFailure(error, target.display);
   });
-  const include = args.include === undefined ? undefined : globToRegExp(args.include);
+  const include = args.include === undefined ? undefined : compileGlob(args.include);
   const includeMatchesName = args.include !== undefined && !args.include.includes('/');
   const matches: string[] = [];
   let filesSearched = 0;
   let capped = false;
+  const budget = new MatchBudget();
 
   const searchOne = async (file: WalkedFile): Promise<boolean> => {
-    if (include && !include.test(includeMatchesName ? path.posix.basename(file.relative) : file.relative)) return true;
+    if (include && !include(includeMatchesName ? path.posix.basename(file.relative) : file.relative)) return true;
     const content = await readSearchable(paths, file);
     if (content === undefined) return true;
     filesSearched += 1;
     const display = paths.display(file.absolute);
     const lines = content.split(/\r?\n/);
-    for (let index = 0; index < lines.length; index += 1) {
-      const line = lines[index]!;
-      if (!regex.test(line)) continue;
+    // One more than there is room for, so that a full result says there were more.
+    const room = MAX_SEARCH_MATCHES - matches.length + 1;
+    let found: number[];
+    try {
+      found = budget.run(() => matchingLines(lines, regex, room));
+    } catch (error) {
+      if (error instanceof MatchTimeLimit) throw timeLimitFailure(args.pattern, display, error.limitMs);
+      throw error;
+    }
+    for (const index of found) {
       if (matches.length >= MAX_SEARCH_MATCHES) {
         capped = true;
         return false;
       }
+      const line = lines[index]!;
       const text = line.length > MAX_MATCH_LINE_CHARS ? `${line.slice(0, MAX_MATCH_LINE_CHARS)}…` : line;
       matches.push(`${display}:${index + 1}: ${text}`);
     }
@@ -145,6 +158,22 @@ async function searchFileContent(paths: WorkspacePaths, args: z.infer<typeof sea
     ? `Found more than ${MAX_SEARCH_MATCHES} matches for /${args.pattern}/ ${where}; showing the first ${MAX_SEARCH_MATCHES} (narrow the pattern, path or include to see the rest):`
     : `Found ${matches.length} match${matches.length === 1 ? '' : 'es'} for /${args.pattern}/ ${where}:`;
   return textResult(`${header}\n${matches.join('\n')}${walkNote(entryCapHit)}`);
+}
+
+/** The indexes of the lines `regex` matches, at most `limit` of them. */
+function matchingLines(lines: string[], regex: RegExp, limit: number): number[] {
+  const found: number[] = [];
+  for (let index = 0; index < lines.length && found.length < limit; index += 1) {
+    if (regex.test(lines[index]!)) found.push(index);
+  }
+  return found;
+}
+
+function timeLimitFailure(pattern: string, display: string, limitMs: number): ToolFailure {
+  return new ToolFailure(
+    `search_file_content stopped: matching /${pattern}/ took more than its time limit of ${limitMs / 1000} s (reached in ${display}). ` +
+      'The expression probably backtracks catastrophically (nested quantifiers such as (a+)+ or (.*a){20}); simplify it, or narrow path or include.',
+  );
 }
 
 /** The text of a file worth searching; undefined for symlinks leaving the workspace, binaries and huge files. */
