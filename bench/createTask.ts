@@ -6,14 +6,14 @@
 import { randomUUID } from 'node:crypto';
 import { createServer } from 'node:http';
 import { join } from 'node:path';
-import { createRequire } from 'node:module';
 import Database from 'better-sqlite3';
 import Koa from 'koa';
 import { koaBody } from 'koa-body';
 import {
-  AUTH_HEADERS, closeAirlock, closeServer, cpuSeconds, fmt, goal, isMain, listen, loud, mainThreadCpuSeconds, printMachine,
-  printTable, runCommand, sleep, startBenchAirlock, waitForIdle, withTempDir,
+  autocannon, closeAirlock, closeServer, cpuSeconds, fmt, goal, isMain, listen, loud, mainThreadCpuSeconds, printMachine,
+  printTable, sleep, startBenchAirlock, waitForIdle, withTempDir,
 } from './lib.js';
+import type { CannonResult } from './lib.js';
 
 const CONNECTIONS = 50;
 const DURATION_S = 10;
@@ -32,19 +32,6 @@ interface Phase {
 }
 const REQUEST_PATH: Phase = { title: 'the request path (the goal\'s figure)', message: '/delay 600000', runs: false };
 const WITH_RUNS: Phase = { title: 'with every created task also run during the load', message: '/reply ok', runs: true };
-const AUTOCANNON = createRequire(import.meta.url).resolve('autocannon');
-
-/** The part of autocannon's --json result this bench prints. */
-interface CannonResult {
-  requests: { average: number; total: number };
-  latency: { p50: number; p99: number; average: number };
-  duration: number;
-  errors: number;
-  timeouts: number;
-  non2xx: number;
-  '2xx': number;
-  statusCodeStats: Record<string, { count: number }>;
-}
 
 /** autocannon's result and the CPU seconds this (the server's) process, and its main thread, used meanwhile. */
 type Measured = CannonResult & { serverCpuS: number; mainThreadCpuS: number };
@@ -53,13 +40,8 @@ type Measured = CannonResult & { serverCpuS: number; mainThreadCpuS: number };
 async function cannon(url: string, durationS: number, body: string): Promise<Measured> {
   const cpu = process.cpuUsage();
   const mainThread = mainThreadCpuSeconds();
-  const args = [
-    AUTOCANNON, '--json', '--no-progress', '-c', String(CONNECTIONS), '-p', '1', '-d', String(durationS), '-m', 'POST',
-    '-H', 'Content-Type=application/json', '-H', `Authorization=${AUTH_HEADERS.authorization}`, '-b', body, url,
-  ];
-  const { code, stdout, stderr } = await runCommand(args, (durationS + 20) * 1000);
-  if (code !== 0) throw new Error(`autocannon exited with ${code}: ${stderr.trim()}`);
-  return { ...(JSON.parse(stdout) as CannonResult), serverCpuS: cpuSeconds(cpu), mainThreadCpuS: mainThreadCpuSeconds() - mainThread };
+  const result = await autocannon(url, { connections: CONNECTIONS, durationS, body });
+  return { ...result, serverCpuS: cpuSeconds(cpu), mainThreadCpuS: mainThreadCpuSeconds() - mainThread };
 }
 
 // The baseline route: Koa, koa-body parsing the same JSON body, the same envelope and status.

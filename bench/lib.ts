@@ -1,4 +1,5 @@
 import { fork, spawn } from 'node:child_process';
+import { createRequire } from 'node:module';
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -97,6 +98,33 @@ export async function listen(server: Server): Promise<string> {
     server.listen(0, LOOPBACK, () => done());
   });
   return `http://${LOOPBACK}:${(server.address() as AddressInfo).port}`;
+}
+
+const AUTOCANNON = createRequire(import.meta.url).resolve('autocannon');
+
+/** The part of autocannon's --json result the benches print. */
+export interface CannonResult {
+  requests: { average: number; total: number };
+  latency: { p50: number; p99: number; average: number };
+  duration: number;
+  errors: number;
+  timeouts: number;
+  non2xx: number;
+  '2xx': number;
+  statusCodeStats: Record<string, { count: number }>;
+}
+
+/**
+ * Loads `url` with autocannon in a child process (its CLI with --json), with the bench key as
+ * Bearer: a POST of the JSON `body` when given, else a GET. The load generator thus shares
+ * neither the server's event loop nor its heap.
+ */
+export async function autocannon(url: string, options: { connections: number; durationS: number; body?: string }): Promise<CannonResult> {
+  const args = [AUTOCANNON, '--json', '--no-progress', '-c', String(options.connections), '-p', '1', '-d', String(options.durationS), '-H', `Authorization=${AUTH_HEADERS.authorization}`];
+  if (options.body !== undefined) args.push('-m', 'POST', '-H', 'Content-Type=application/json', '-b', options.body);
+  const { code, stdout, stderr } = await runCommand([...args, url], (options.durationS + 20) * 1000);
+  if (code !== 0) throw new Error(`autocannon exited with ${code}: ${stderr.trim()}`);
+  return JSON.parse(stdout) as CannonResult;
 }
 
 /** Closes a server and every connection it still holds. */

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { ROOT, stopChild } from './lib.js';
 
-const BENCHES = ['createTask.ts', 'fanout.ts', 'replay.ts', 'toolCall.ts', 'warmPool.ts', 'sandboxStart.ts'];
+const BENCHES = ['createTask.ts', 'fanout.ts', 'replay.ts', 'toolCall.ts', 'warmPool.ts', 'sandboxStart.ts', 'flood.ts', 'listTasks.ts'];
 /** Past this a bench is stopped: each is meant to take well under a minute. */
 const BENCH_TIMEOUT_MS = 240_000;
 

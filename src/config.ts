@@ -172,7 +172,7 @@ export interface Config {
 }
 
 export const DEFAULT_PROJECT = 'default';
-export const DEFAULT_MODEL = 'claude-sonnet-4-5';
+export const DEFAULT_MODEL = 'claude-sonnet-5-5';
 export const DEFAULT_HEARTBEAT_INTERVAL_MS = 15_000;
 export const DEFAULT_SANDBOX_MEMORY_LIMIT_MB = 2048;
 export const DEFAULT_SANDBOX_MAX_PROCESSES = 512;
@@ -210,8 +210,18 @@ const ajv = new Ajv({ allErrors: true, strict: true, strictRequired: false });
 addFormats(ajv);
 const validateFile = ajv.compile<FileConfig>(configSchema);
 
-/** Builds the Config from the environment and the optional file named by AIRLOCK_CONFIG. */
-export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.cwd()): Config {
+/** Settings given on the command line (`airlock serve --port …`): each wins over the environment and the file. */
+export interface ConfigFlags {
+  port?: string;
+  host?: string;
+  dataDir?: string;
+}
+
+/**
+ * Builds the Config from the command line's flags, the environment and the optional file named by
+ * AIRLOCK_CONFIG, in that order of precedence.
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.cwd(), flags: ConfigFlags = {}): Config {
   const problems: string[] = [];
   let file: FileConfig = {};
   const configPath = env.AIRLOCK_CONFIG ? resolve(cwd, env.AIRLOCK_CONFIG) : undefined;
@@ -226,18 +236,20 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     }
   }
 
+  /** `raw` as an integer from min to max, or a problem naming the setting (`PORT`, `--port`). */
+  const integer = (setting: string, raw: string, min: number, max: number): number | undefined => {
+    const value = /^\d{1,15}$/.test(raw) ? Number(raw) : NaN;
+    if (Number.isInteger(value) && value >= min && value <= max) return value;
+    problems.push(`${setting} must be an integer from ${min} to ${max} (got "${raw}")`);
+    return undefined;
+  };
   const int = (name: string, min: number, max: number): number | undefined => {
     const raw = env[name];
-    if (raw === undefined || raw === '') return undefined;
-    const value = /^\d{1,15}$/.test(raw) ? Number(raw) : NaN;
-    if (!Number.isInteger(value) || value < min || value > max) {
-      problems.push(`${name} must be an integer from ${min} to ${max} (got "${raw}")`);
-      return undefined;
-    }
-    return value;
+    return raw === undefined || raw === '' ? undefined : integer(name, raw, min, max);
   };
 
-  const port = int('PORT', 0, 65535) ?? file.server?.port ?? 8080;
+  for (const [flag, value] of [['--port', flags.port], ['--host', flags.host], ['--data-dir', flags.dataDir]] as const) if (value === '') problems.push(`${flag} needs a value`);
+  const port = (flags.port ? integer('--port', flags.port, 0, 65535) : int('PORT', 0, 65535)) ?? file.server?.port ?? 8080;
   const concurrency = int('AIRLOCK_CONCURRENCY', 1, 10_000) ?? file.tasks?.concurrency ?? 8;
   const heartbeatIntervalMs = int('AIRLOCK_HEARTBEAT_MS', 100, 3_600_000) ?? file.server?.heartbeatIntervalMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS;
   const logLevel = env.AIRLOCK_LOG_LEVEL || file.logLevel || 'info';
@@ -274,11 +286,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     }
   }
 
-  const dataDir = resolve(cwd, env.AIRLOCK_DATA_DIR || file.dataDir || './data');
+  const dataDir = resolve(cwd, flags.dataDir || env.AIRLOCK_DATA_DIR || file.dataDir || './data');
   problems.push(...hiddenPathProblems({ sandbox: file.sandbox, projects, dataDir, configPath }));
   if (problems.length) throw new ConfigError(problems);
   return {
-    host: env.HOST || file.server?.host || '127.0.0.1',
+    host: flags.host || env.HOST || file.server?.host || '127.0.0.1',
     port,
     dataDir,
     logLevel,

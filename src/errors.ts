@@ -14,7 +14,8 @@ export type ErrorCode =
   | 'CONFLICT'
   | 'RATE_LIMITED'
   | 'EXECUTION_ERROR'
-  | 'INTERNAL_ERROR';
+  | 'INTERNAL_ERROR'
+  | 'NOT_READY';
 
 /** The HTTP status of each code; the compiler keeps this map complete. */
 export const ERROR_STATUS: Record<ErrorCode, number> = {
@@ -33,6 +34,7 @@ export const ERROR_STATUS: Record<ErrorCode, number> = {
   RATE_LIMITED: 429,
   EXECUTION_ERROR: 500,
   INTERNAL_ERROR: 500,
+  NOT_READY: 503,
 };
 
 /** One invalid field of a request: a JSON pointer into the body or query, and what is wrong with it. */

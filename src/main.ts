@@ -3,15 +3,18 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { createRequire } from 'node:module';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { pathToFileURL } from 'node:url';
 import type { DestinationStream, Logger } from 'pino';
 import { buildApp } from './api/app.js';
 import { configSecrets, DEFAULT_PROJECT, projectModel } from './config.js';
 import type { Config, ProjectConfig } from './config.js';
+import { listen, StartupGate } from './listen.js';
 import { createLogger } from './logger.js';
+import { ownModulePath, RUNS_FROM_BUILD } from './projectRoot.js';
 import { AnthropicModelClient } from './model/anthropicModelClient.js';
 import type { ModelClient } from './model/modelClient.js';
 import { ScriptedModelClient } from './model/scriptedModelClient.js';
+import { sdkLogging } from './model/sdkLogger.js';
 import { createApiKey, hashApiKey } from './runtime/apiKeys.js';
 import { EventLog, InProcessEventBus } from './runtime/events.js';
 import { ApprovalGate } from './runtime/approvalGate.js';
@@ -23,6 +26,7 @@ import { TaskRunner } from './runtime/taskRunner.js';
 import { TaskService } from './runtime/taskService.js';
 import { TaskStreams } from './runtime/taskStream.js';
 import { TaskArtifacts } from './runtime/taskArtifacts.js';
+import { Readiness } from './runtime/readiness.js';
 import { WorkspaceRetention } from './runtime/workspaceRetention.js';
 import { Uploads } from './sandbox/uploads.js';
 import { DOWNLOADS_DIR, openWorkspaces, UPLOADS_DIR, WORKSPACE_MOUNT } from './sandbox/workspaces.js';
@@ -31,6 +35,7 @@ import { McpPool } from './mcp/mcpPool.js';
 import { McpToolRouter } from './runtime/mcpToolRouter.js';
 import type { BuiltinLauncher } from './runtime/mcpToolRouter.js';
 import { startSandbox } from './sandbox/sandboxMode.js';
+import { DataDirLock } from './store/dataDirLock.js';
 import { ThreadedStore } from './store/storeThread.js';
 import type { Store } from './store/store.js';
 import type { TaskRecord } from './store/store.js';
@@ -65,11 +70,37 @@ export const BASE_SYSTEM_PROMPT = [
   `Write the files you make for the user (your deliverables) to ${WORKSPACE_MOUNT}/${DOWNLOADS_DIR}/ (${DOWNLOADS_DIR}/); the user downloads them from there.`,
 ].join(' ');
 
-/** The composition root: config → store → runtime → api → listen. */
+/**
+ * The composition root: lock the data dir → config → store → runtime → api → listen → first key
+ * and recovery → serve. Nothing of the data dir is touched before its lock is held, and the tasks
+ * a previous process left running are marked failed only once this one listens: a start that
+ * cannot listen changes no task. A start that fails undoes what it did, the lock last.
+ */
 export async function startAirlock(config: Config, overrides: AirlockOverrides = {}): Promise<Airlock> {
   const secrets = new SecretRegistry();
   secrets.register(configSecrets(config));
   const logger = createLogger({ level: config.logLevel, secrets, destination: overrides.logDestination });
+  const lock = DataDirLock.acquire(config.dataDir);
+  const undo: Array<() => unknown> = [() => lock.release()];
+  try {
+    return await startLocked(config, overrides, { secrets, logger, lock, undo });
+  } catch (err) {
+    for (const step of undo.reverse()) {
+      try {
+        await step();
+      } catch (cleanupError) {
+        logger.warn({ err: cleanupError }, 'cleaning up after a failed start failed');
+      }
+    }
+    await new Promise<void>((resolve) => logger.flush(() => resolve()));
+    throw err;
+  }
+}
+
+async function startLocked(
+  config: Config, overrides: AirlockOverrides,
+  { secrets, logger, lock, undo }: { secrets: SecretRegistry; logger: Logger; lock: DataDirLock; undo: Array<() => unknown> },
+): Promise<Airlock> {
   const networks = new Set(Object.values(config.projects).map((project) => project.sandbox?.network ?? 'allow'));
   const setup = await startSandbox(config.sandbox, { dataDir: config.dataDir, configPath: config.configPath, logger, networks });
   const { sandbox } = setup;
@@ -78,32 +109,23 @@ export async function startAirlock(config: Config, overrides: AirlockOverrides =
     backgroundCheckpoints: true,
     onFailure: (err) => logger.fatal({ err }, 'the store thread died: every request and task that needs the store fails until Airlock is restarted'),
   });
-  let createdApiKey: string | undefined;
-  try {
-    for (const project of Object.keys(config.projects)) await store.ensureProject(project);
-    createdApiKey = await bootstrapKeys(store, config, logger, overrides.announce);
-  } catch (err) {
-    await store.close();
-    throw err;
-  }
+  undo.push(() => store.close());
+  for (const project of Object.keys(config.projects)) await store.ensureProject(project);
 
   const opened = await openWorkspaces(join(config.dataDir, 'workspaces'), config.sandbox.workspaceLimitMb, setup.owner);
   const { workspaces } = opened;
+  undo.push(() => workspaces.close());
   if (opened.warning) logger.warn(`sandbox limits: ${opened.warning}`);
   else if (config.sandbox.workspaceLimitMb > 0) logger.info({ workspaceLimitMb: config.sandbox.workspaceLimitMb }, 'each task workspace is a filesystem of its own, bounded by the workspace limit');
   const taskWarning = joinWarnings(setup.taskWarning, opened.warning && `Sandbox limits: ${opened.warning}.`);
   const uploads = new Uploads(join(config.dataDir, 'tmp', 'uploads'), config.uploads);
-  try {
-    await uploads.init();
-  } catch (err) {
-    await store.close();
-    throw err;
-  }
+  await uploads.init();
 
   const bus = new InProcessEventBus();
   const events = new EventLog(store, bus);
   const pool = new McpPool({ maxConnections: config.mcp.maxConnections, idleTtlMs: config.mcp.idleTtlMs });
   const toolRouter = overrides.toolRouter ?? new McpToolRouter({ pool, projects: config.projects, poolConfig: config.mcp, builtin: workspaceServerLauncher(), sandbox, logger });
+  undo.push(() => toolRouter.close());
   const modelFor = overrides.modelFor ?? modelFactory(config, logger);
   const sessions = new SessionRegistry(logger, config.sessionIdleMs);
   const gate = new ApprovalGate(store, (taskId) => sessions.get(taskId)?.scrubber ?? Scrubber.NONE);
@@ -123,29 +145,35 @@ export async function startAirlock(config: Config, overrides: AirlockOverrides =
   const { retentionMs, sweepIntervalMs } = config.workspaces;
   const retention = retentionMs === undefined ? undefined : new WorkspaceRetention({ store, workspaces, retentionMs, sweepIntervalMs, logger });
 
-  const recovered = await tasks.recoverInterrupted();
-  if (recovered.failed) logger.warn({ count: recovered.failed }, 'tasks left running by a previous process were marked failed');
-  if (recovered.waiting) logger.info({ count: recovered.waiting }, 'tasks left waiting for approval by a previous process still wait, and resume once decided');
-
+  const readiness = new Readiness({ store, sandbox: setup, logger });
   const app = buildApp({
     store, tasks, streams, artifacts, uploads, logger, jwtSecret: config.jwtSecret, projects: Object.keys(config.projects), bodyLimitBytes: config.bodyLimitBytes, heartbeatIntervalMs: config.heartbeatIntervalMs,
     rateLimit: config.rateLimit,
     health: () => ({ runningTasks: queue.running, queuedTasks: queue.queued, mcpConnections: pool.stats().open }),
+    readiness: () => readiness.check(),
   });
-  const server = createServer(app.callback());
+  const startup = new StartupGate();
+  const server = createServer(startup.wrap(app.callback()));
   server.keepAliveTimeout = 65_000;
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(config.port, config.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
+  await listen(server, config.port, config.host);
+  undo.push(() => new Promise<void>((resolve) => {
+    server.close(() => resolve());
+    server.closeAllConnections();
+  }));
+
+  // Only now that it listens: a start that cannot listen makes no key nobody sees, and leaves the
+  // tasks of the process before it as they were.
+  const createdApiKey = await bootstrapKeys(store, config, logger, overrides.announce);
+  undo.push(() => tasks.shutdown(0));
+  const recovered = await tasks.recoverInterrupted();
+  if (recovered.failed) logger.warn({ count: recovered.failed }, 'tasks left running by a previous process were marked failed');
+  if (recovered.waiting) logger.info({ count: recovered.waiting }, 'tasks left waiting for approval by a previous process still wait, and resume once decided');
+  startup.open();
   retention?.start();
   const address = server.address() as AddressInfo;
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   const url = `http://${host}:${address.port}`;
-  logger.info({ url, dataDir: config.dataDir, model: config.model.provider === 'scripted' ? 'scripted' : `anthropic:${config.model.name}`, concurrency: config.concurrency }, 'Airlock is listening');
+  logger.info({ url, dataDir: config.dataDir, pid: process.pid, model: config.model.provider === 'scripted' ? 'scripted' : `anthropic:${config.model.name}`, concurrency: config.concurrency }, 'Airlock is listening');
   if (config.model.provider === 'scripted') logger.warn('No ANTHROPIC_API_KEY is set: tasks use the scripted model (/call and /reply lines)');
 
   let closing: Promise<void> | undefined;
@@ -162,6 +190,7 @@ export async function startAirlock(config: Config, overrides: AirlockOverrides =
     await toolRouter.close(); // the MCP router closes the pool it was given
     await workspaces.close();
     await store.close();
+    lock.release();
     logger.info('stopped');
     await new Promise<void>((resolve) => logger.flush(() => resolve()));
   })());
@@ -170,11 +199,13 @@ export async function startAirlock(config: Config, overrides: AirlockOverrides =
 }
 
 /**
- * The built-in workspace MCP server, run through tsx from this checkout. tsx is named by its
- * resolved URL because the server's cwd is the task workspace, where `--import tsx` would not resolve.
+ * The built-in workspace MCP server: its compiled server.js in the build, else server.ts through tsx.
+ * tsx is named by its resolved URL because the server's cwd is the task workspace, where
+ * `--import tsx` would not resolve.
  */
 export function workspaceServerLauncher(): BuiltinLauncher {
-  const server = fileURLToPath(new URL('../mcp-servers/workspace/server.ts', import.meta.url));
+  const server = ownModulePath('mcp-servers/workspace/server.ts');
+  if (RUNS_FROM_BUILD) return (workspacePath) => ({ command: process.execPath, args: [server, workspacePath] });
   const tsx = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
   return (workspacePath) => ({ command: process.execPath, args: ['--import', tsx, server, workspacePath] });
 }
@@ -199,6 +230,7 @@ export function systemPrompt(config: Config, task: TaskRecord): string {
 function modelFactory(config: Config, logger: Logger): (projectId: string) => ModelClient {
   const cache = new Map<string, ModelClient>();
   const scripted = new ScriptedModelClient();
+  const sdk = sdkLogging(logger);
   return (projectId) => {
     const model = projectModel(config, projectId);
     if (model.provider === 'scripted' || !model.apiKey) return scripted;
@@ -207,21 +239,11 @@ function modelFactory(config: Config, logger: Logger): (projectId: string) => Mo
       client = new AnthropicModelClient({
         apiKey: model.apiKey, baseURL: model.baseURL, model: model.name, maxTokens: model.maxTokens,
         thinkingBudgetTokens: model.thinkingBudgetTokens, maxRetries: model.maxRetries,
-        logger: sdkLogger(logger),
+        logger: sdk.logger, warnings: sdk.warnings,
       });
       cache.set(projectId, client);
     }
     return client;
-  };
-}
-
-function sdkLogger(logger: Logger) {
-  const child = logger.child({ component: 'anthropic-sdk' });
-  return {
-    error: (message: string, ...rest: unknown[]) => child.error({ detail: rest.map(String).join(' ') }, message),
-    warn: (message: string, ...rest: unknown[]) => child.warn({ detail: rest.map(String).join(' ') }, message),
-    info: (message: string) => child.debug(message),
-    debug: (message: string) => child.debug(message),
   };
 }
 

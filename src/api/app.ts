@@ -8,11 +8,13 @@ import type { TaskArtifacts } from '../runtime/taskArtifacts.js';
 import type { Uploads } from '../sandbox/uploads.js';
 import { authenticate } from './auth.js';
 import { errorHandler } from './errorHandler.js';
+import { healthChecks } from './health.js';
+import type { HealthOptions } from './health.js';
 import { rateLimit } from './rateLimit.js';
 import { requestLogger } from './requestLog.js';
 import { taskRoutes } from './taskRoutes.js';
 
-export interface AppOptions {
+export interface AppOptions extends HealthOptions {
   store: Store;
   tasks: TaskService;
   streams: TaskStreams;
@@ -26,12 +28,7 @@ export interface AppOptions {
   bodyLimitBytes: number;
   heartbeatIntervalMs: number;
   rateLimit?: { requestsPerMinute: number; burst?: number };
-  /** Extra readiness facts for /healthz. */
-  health?: () => Record<string, unknown>;
 }
-
-/** GET (and HEAD) of the health check. */
-export const HEALTHZ_PATH = '/healthz';
 
 /** Builds the Koa app without listening: tests drive it over a real socket on port 0. */
 export function buildApp(options: AppOptions): Koa {
@@ -43,13 +40,7 @@ export function buildApp(options: AppOptions): Koa {
   app.use(requestLogger(options.logger));
   app.use(errorHandler());
 
-  // For probes, without auth: answered ahead of the API's router (a second router would be one
-  // more dispatch on every API request).
-  app.use((ctx, next) => {
-    if ((ctx.path !== HEALTHZ_PATH && ctx.path !== `${HEALTHZ_PATH}/`) || (ctx.method !== 'GET' && ctx.method !== 'HEAD')) return next();
-    ctx.body = { success: true, data: { status: 'ok', ...(options.health?.() ?? {}) } };
-    return undefined;
-  });
+  app.use(healthChecks(options));
 
   const api = new Router({ prefix: '/api/v1' });
   api.use(authenticate({ store: options.store, jwtSecret: options.jwtSecret, projects: new Set(options.projects) }));

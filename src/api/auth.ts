@@ -38,7 +38,7 @@ export function authenticate(options: AuthOptions) {
     if (API_KEY_PATTERN.test(credential)) {
       const key = await keys.verify(credential);
       if (!key) throw new ServiceError('INVALID_API_KEY', 'The API key is unknown, revoked or expired');
-      ctx.state.principal = { kind: 'apiKey', projectId: key.projectId, apiKeyId: key.id } satisfies Principal;
+      ctx.state.principal = { kind: 'apiKey', projectId: key.projectId, apiKeyId: key.id, keyName: key.name } satisfies Principal;
     } else if (JWT_PATTERN.test(credential)) {
       if (!secret) throw new ServiceError('JWT_NOT_CONFIGURED', 'This Airlock has no JWT signing secret (AIRLOCK_JWT_SECRET), so it accepts API keys only');
       ctx.state.principal = await verifyJwt(credential, secret, options.projects);

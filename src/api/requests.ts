@@ -4,7 +4,8 @@ import { ServiceError } from '../errors.js';
 import type { FieldProblem } from '../errors.js';
 import type { InputAction } from '../runtime/inputRequests.js';
 import type { CreateTaskInput, FollowUpInput } from '../runtime/taskService.js';
-import type { TaskStatus } from '../store/store.js';
+import type { TaskListPosition, TaskStatus } from '../store/store.js';
+import { decodeListCursor, MAX_CURSOR_CHARS } from './listCursor.js';
 
 const ENV_KEY = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const STATUSES: TaskStatus[] = ['pending', 'running', 'awaiting_approval', 'completed', 'failed', 'cancelled'];
@@ -42,8 +43,21 @@ export const listTasksSchema = {
     offset: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER },
     includeHidden: { type: 'boolean' },
     status: { enum: STATUSES },
+    scope: { enum: ['own', 'project'] },
+    cursor: { type: 'string', minLength: 1, maxLength: MAX_CURSOR_CHARS },
   },
 } as const;
+
+/** A validated GET /tasks query: `after` and its `offset` come from the cursor when one was given. */
+export interface ListQuery {
+  limit: number;
+  offset: number;
+  includeHidden: boolean;
+  status?: TaskStatus;
+  /** own: the tasks of the calling key or end user; project: all of the project's (keys only). */
+  scope: 'own' | 'project';
+  after?: TaskListPosition;
+}
 
 export const approveSchema = {
   type: 'object',
@@ -102,7 +116,7 @@ export function parseFollowUp(body: RequestBody): FollowUpInput {
   return { message: input.message, ...parseVariables(input.env, input.secrets) };
 }
 
-export function parseListQuery(query: Record<string, string | string[] | undefined>): { limit: number; offset: number; includeHidden: boolean; status?: TaskStatus } {
+export function parseListQuery(query: Record<string, string | string[] | undefined>): ListQuery {
   const fields: Record<string, unknown> = {};
   for (const [key, raw] of Object.entries(query)) {
     if (Array.isArray(raw)) throw new ServiceError('VALIDATION_ERROR', `Query parameter "${key}" is given more than once`, { details: [{ path: `/${key}`, message: 'must appear once' }] });
@@ -112,8 +126,15 @@ export function parseListQuery(query: Record<string, string | string[] | undefin
     else fields[key] = raw;
   }
   check(validators.listTasks, fields, 'query');
-  const q = fields as { limit?: number; offset?: number; includeHidden?: boolean; status?: TaskStatus };
-  return { limit: q.limit ?? 50, offset: q.offset ?? 0, includeHidden: q.includeHidden ?? false, ...(q.status ? { status: q.status } : {}) };
+  const q = fields as { limit?: number; offset?: number; includeHidden?: boolean; status?: TaskStatus; scope?: 'own' | 'project'; cursor?: string };
+  if (q.cursor !== undefined && q.offset !== undefined) {
+    throw new ServiceError('VALIDATION_ERROR', 'Give either "offset" or "cursor", not both: a cursor knows its place', { details: [{ path: '/offset', message: 'is not allowed with cursor' }] });
+  }
+  const cursor = q.cursor === undefined ? undefined : decodeListCursor(q.cursor);
+  return {
+    limit: q.limit ?? 50, offset: cursor?.offset ?? q.offset ?? 0, includeHidden: q.includeHidden ?? false, ...(q.status ? { status: q.status } : {}),
+    scope: q.scope ?? 'own', ...(cursor ? { after: cursor.after } : {}),
+  };
 }
 
 export function parseApprove(body: RequestBody): { outcome: 'proceed_once' | 'proceed_always' | 'cancel'; reason?: string; args?: Record<string, unknown> } {
@@ -151,9 +172,11 @@ function normalise(body: RequestBody, booleans: string[]): unknown {
   return fields;
 }
 
+// In any case: Python's str(True) is "True", and clients of the hosted API send it.
 function booleanOf(value: string): boolean | string {
-  if (value === 'true' || value === '1') return true;
-  if (value === 'false' || value === '0') return false;
+  const lower = value.toLowerCase();
+  if (lower === 'true' || lower === '1') return true;
+  if (lower === 'false' || lower === '0') return false;
   return value;
 }
 
@@ -165,8 +188,9 @@ function parseVariables(env: unknown, secrets: unknown): { env: Record<string, s
       else if (typeof item !== 'string') problems.push({ path: `/${name}/${escapePointer(key)}`, message: 'value must be a string' });
     }
   }
-  // The message names keys, never values: a secret's value must not come back in an error.
-  if (problems.length) throw new ServiceError('INVALID_ENV', 'Invalid env or secrets: keys must match ^[A-Za-z_][A-Za-z0-9_]*$ and values must be strings', { details: problems });
+  // The message names keys, never values: a secret's value must not come back in an error. The seed
+  // API answers VALIDATION_ERROR here (INVALID_ENV is for POST /auth/token only).
+  if (problems.length) throw new ServiceError('VALIDATION_ERROR', 'Invalid env or secrets: keys must match ^[A-Za-z_][A-Za-z0-9_]*$ and values must be strings', { details: problems });
   return { env: (env ?? null) as Record<string, string> | null, secrets: (secrets ?? null) as Record<string, string> | null };
 }
 

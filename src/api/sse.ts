@@ -6,7 +6,18 @@ import type { StreamFrame, StreamSink } from '../runtime/taskStream.js';
  * `id:`, then a blank line. JSON.stringify never emits a raw newline, so data stays on one line.
  */
 export function formatSseEvent(frame: StreamFrame): string {
-  return `event: ${frame.event}\ndata: ${JSON.stringify(frame.data)}\nid: ${frame.id}\n\n`;
+  return `event: ${frame.event}\ndata: ${sseJson(frame.data)}\nid: ${frame.id}\n\n`;
+}
+
+/**
+ * The data line's JSON. The hosted API's Python sample strips the prefix with
+ * `line.replace('data: ', '')`, which also removes every "data: " inside the text (a model writing
+ * "the data: 42"). Outside strings JSON.stringify never writes "data: ", so escaping that space
+ * (`\u0020`) changes no value and lets such a client read the frame unchanged.
+ */
+function sseJson(data: unknown): string {
+  const json = JSON.stringify(data);
+  return json.includes('data: ') ? json.replaceAll('data: ', 'data:\\u0020') : json;
 }
 
 export const SSE_HEARTBEAT = ':heartbeat\n\n';

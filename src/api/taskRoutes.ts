@@ -7,6 +7,7 @@ import { Scrubber } from '../runtime/scrubber.js';
 import type { AppOptions } from './app.js';
 import { attachmentDisposition } from './contentDisposition.js';
 import { JSON_TYPE, jsonOrElse } from './jsonBody.js';
+import { encodeListCursor } from './listCursor.js';
 import { requestLog } from './requestLog.js';
 import { parseApprove, parseCreateTask, parseFollowUp, parseInputAnswer, parseListQuery, parseResumeSeq } from './requests.js';
 import type { RequestBody } from './requests.js';
@@ -50,8 +51,9 @@ export function taskRoutes(router: Router, options: AppOptions): void {
 
   router.get('/tasks', async (ctx) => {
     const query = parseListQuery(ctx.query);
-    const { tasks: items, total } = await tasks.list(principal(ctx), query);
-    ctx.body = { success: true, data: items, pagination: { total, limit: query.limit, offset: query.offset, hasMore: query.offset + items.length < total } };
+    const { tasks: items, total, next } = await tasks.list(principal(ctx), query);
+    const nextCursor = next && encodeListCursor({ after: next, offset: query.offset + items.length });
+    ctx.body = { success: true, data: items, pagination: { total, limit: query.limit, offset: query.offset, hasMore: next !== null, nextCursor } };
   });
 
   router.get('/tasks/:id', async (ctx) => {
@@ -99,7 +101,11 @@ export function taskRoutes(router: Router, options: AppOptions): void {
     const id = taskId(ctx);
     onlyQuery(ctx, []);
     const { files, truncated } = await artifacts.list(principal(ctx), id);
-    ctx.body = { success: true, data: { files, ...(truncated ? { truncated } : {}) } };
+    // A file's name may hold a task's secret (an upload named so, or a tool's output): the list
+    // shows it scrubbed; the archive holds the workspace as it is.
+    const scrubber = scrubberOf(ctx);
+    const shown = files.map((file) => ({ ...file, name: scrubber.text(file.name), path: scrubber.text(file.path) }));
+    ctx.body = { success: true, data: { files: shown, ...(truncated ? { truncated } : {}) } };
   });
 
   router.get('/tasks/:id/artifacts/download', async (ctx) => {
@@ -112,7 +118,7 @@ export function taskRoutes(router: Router, options: AppOptions): void {
     // Set as is: ctx.type would add a charset, and the encoding of a workspace file is unknown.
     ctx.set('Content-Type', file.mimeType);
     ctx.length = file.size;
-    ctx.set('Content-Disposition', attachmentDisposition(file.name));
+    ctx.set('Content-Disposition', attachmentDisposition(scrubberOf(ctx).text(file.name)));
     ctx.set('X-Content-Type-Options', 'nosniff');
   });
 
@@ -176,4 +182,9 @@ function jsonBody(ctx: Context): RequestBody {
   const fields: unknown = ctx.request.body;
   if (!fields || typeof fields !== 'object' || Array.isArray(fields)) throw new ServiceError('VALIDATION_ERROR', 'The body must be a JSON object');
   return { kind: 'json', fields, fileCount: 0 };
+}
+
+/** The scrubber of the task a request names (set by the `:id` parameter), else none. */
+function scrubberOf(ctx: Context): Scrubber {
+  return (ctx.state.scrubber as Scrubber | undefined) ?? Scrubber.NONE;
 }

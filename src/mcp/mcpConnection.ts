@@ -5,9 +5,10 @@ import { getDefaultEnvironment } from '@modelcontextprotocol/client/stdio';
 import type { McpServerConfig, NetworkPolicy } from '../config.js';
 import type { ProcessSandbox } from '../sandbox/processSandbox.js';
 import { CallDeadline } from './callDeadline.js';
+import { pacedFetch } from './inboundPacing.js';
 import { launchProblem } from '../sandbox/serverPaths.js';
 import { ProcessTransport } from './processTransport.js';
-import { attribute } from './serverRequests.js';
+import { attribute, ServerRequestBudget, ThrottledReport, waitForTurn } from './serverRequests.js';
 import type { ActiveCall, CallRequests, ServerRequestContext, ServerRequestHandler } from './serverRequests.js';
 
 export const DEFAULT_CONNECT_TIMEOUT_MS = 30_000;
@@ -86,6 +87,8 @@ export class McpConnection {
   /** The first STDERR_TAIL_CHARS of what the current process printed on stderr: its first error is there. */
   private stderrHead = '';
   private readonly active = new Set<ActiveCall>();
+  private readonly requestBudget = new ServerRequestBudget();
+  private readonly refusals = new ThrottledReport<{ server: string; method: string; reason: string }>((refused) => this.spec.serverRequests?.onRefused(refused));
   /** Tasks holding this connection now. */
   leases = 0;
   /** When the last lease was released (for the idle TTL and eviction). */
@@ -233,10 +236,13 @@ export class McpConnection {
   ): Promise<T> {
     const attribution = attribute(relatedCall.getStore(), [...this.active]);
     if (attribution.kind === 'none') {
-      this.spec.serverRequests?.onRefused({ server: this.spec.serverName, method, reason: attribution.reason });
+      this.refusals.offer({ server: this.spec.serverName, method, reason: attribution.reason });
       return refuse(attribution.reason);
     }
     const calls = attribution.kind === 'call' ? [attribution.call] : attribution.calls;
+    const owner = calls[0]!.owner;
+    const admission = this.requestBudget.enter(owner);
+    if (admission.kind === 'refused') return refuse(admission.reason);
     const resumes = calls.map((call) => call.pause());
     const context: ServerRequestContext = {
       server: this.spec.serverName,
@@ -245,9 +251,16 @@ export class McpConnection {
       // within one owner, the last of that owner's calls) ends.
       signal: AbortSignal.any([signal, attribution.kind === 'call' ? attribution.call.signal : allAborted(calls.map((call) => call.signal))]),
     };
+    let withdrawn = false;
     try {
+      // Past its owner's rate, a request waits for its turn; withdrawn meanwhile, it never reaches the task.
+      if (admission.delayMs > 0 && !(await waitForTurn(admission.delayMs, context.signal))) {
+        withdrawn = true;
+        return refuse('the request was withdrawn while it waited for its turn');
+      }
       return await answer(calls[0]!.handler, context);
     } finally {
+      this.requestBudget.leave(owner, withdrawn);
       for (const resume of resumes) resume();
     }
   }
@@ -256,10 +269,11 @@ export class McpConnection {
   private async transport(): Promise<{ transport: Transport; release: () => void }> {
     const { config } = this.spec;
     switch (config.type) {
+      // Event streams are paced (inboundPacing.ts), so that a flooding server cannot hold the event loop.
       case 'http':
-        return { transport: new StreamableHTTPClientTransport(new URL(config.url!), { requestInit: { headers: config.headers ?? {} } }), release: () => {} };
+        return { transport: new StreamableHTTPClientTransport(new URL(config.url!), { requestInit: { headers: config.headers ?? {} }, fetch: pacedFetch }), release: () => {} };
       case 'sse':
-        return { transport: new SSEClientTransport(new URL(config.url!), { requestInit: { headers: config.headers ?? {} } }), release: () => {} };
+        return { transport: new SSEClientTransport(new URL(config.url!), { requestInit: { headers: config.headers ?? {} }, fetch: pacedFetch }), release: () => {} };
       case 'stdio': {
         const launch = this.spec.launch ?? { command: config.command!, args: config.args ?? [] };
         const placement = this.spec.sandbox;

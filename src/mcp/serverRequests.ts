@@ -56,3 +56,124 @@ export function attribute(related: ActiveCall | undefined, active: readonly Acti
   if (active.some((call) => call.owner !== owner)) return { kind: 'none', reason: 'calls of several tasks are in flight on this connection and the request names none of them' };
   return active.length === 1 ? { kind: 'call', call: active[0]! } : { kind: 'owner', calls: [...active] };
 }
+
+/**
+ * How many of a server's requests (elicitation, sampling) one owner may have waiting for an answer
+ * on one connection. Each waiting request is a pending input or approval the owner's user sees; a
+ * server that sends more at once gets the rest refused at once (declined, or an MCP error), so a
+ * flood of requests costs no events, store writes or model calls.
+ */
+export const MAX_SERVER_REQUESTS_WAITING = 4;
+
+/**
+ * How many requests one owner's server may have answered on one connection in a burst, and how
+ * many a second after it. A request past the rate waits for its turn (in one of the places above,
+ * its call's time limit paused), so a server that asks one thing after another, each answered or
+ * withdrawn at once, causes at most this many requests' events a second.
+ */
+export const SERVER_REQUEST_BURST = 10;
+export const SERVER_REQUESTS_PER_SECOND = 1;
+
+/** Past this many owners remembered, those with nothing waiting and a full burst are forgotten. */
+const SWEEP_OWNERS = 64;
+
+export interface ServerRequestLimits {
+  waiting: number;
+  burst: number;
+  perSecond: number;
+}
+
+/** What `enter` decides for a request: answer it after `delayMs` (0: now), or refuse it. */
+export type Admission = { kind: 'admitted'; delayMs: number } | { kind: 'refused'; reason: string };
+
+interface OwnerState {
+  waiting: number;
+  /** Requests that may still be admitted at once (a token bucket); below 1, the next one waits. */
+  tokens: number;
+  /** When `tokens` was last brought up to date. */
+  at: number;
+}
+
+/** Counts the requests waiting per owner on one connection, and paces the ones it admits. */
+export class ServerRequestBudget {
+  private readonly owners = new Map<string, OwnerState>();
+
+  constructor(
+    private readonly limits: ServerRequestLimits = { waiting: MAX_SERVER_REQUESTS_WAITING, burst: SERVER_REQUEST_BURST, perSecond: SERVER_REQUESTS_PER_SECOND },
+    private readonly now: () => number = () => performance.now(),
+  ) {}
+
+  /** Takes a place for `owner`'s next request, refused when it already has `waiting` waiting; `leave` gives it back. */
+  enter(owner: string): Admission {
+    const { waiting, perSecond } = this.limits;
+    const state = this.refilled(owner);
+    if (state.waiting >= waiting) return { kind: 'refused', reason: `the server already has ${waiting} requests waiting for an answer in this task` };
+    state.waiting++;
+    // Taken now, even when the request must wait for it: the next request waits behind this one.
+    const delayMs = state.tokens >= 1 ? 0 : ((1 - state.tokens) / perSecond) * 1000;
+    state.tokens -= 1;
+    this.owners.set(owner, state);
+    return { kind: 'admitted', delayMs };
+  }
+
+  /** Gives the place back; `withdrawn`: the request was never answered, and its turn is given back too. */
+  leave(owner: string, withdrawn = false): void {
+    const state = this.owners.get(owner);
+    if (!state) return;
+    state.waiting = Math.max(0, state.waiting - 1);
+    if (withdrawn) state.tokens += 1;
+    if (state.waiting === 0 && this.owners.size > SWEEP_OWNERS) this.sweep();
+  }
+
+  private refilled(owner: string): OwnerState {
+    const now = this.now();
+    const state = this.owners.get(owner) ?? { waiting: 0, tokens: this.limits.burst, at: now };
+    state.tokens = Math.min(this.limits.burst, state.tokens + ((now - state.at) / 1000) * this.limits.perSecond);
+    state.at = now;
+    return state;
+  }
+
+  // An owner with nothing waiting and its burst refilled is as good as new: a connection shared by
+  // many tasks over its life does not keep every one of them.
+  private sweep(): void {
+    for (const owner of [...this.owners.keys()]) {
+      const state = this.refilled(owner);
+      if (state.waiting === 0 && state.tokens >= this.limits.burst) this.owners.delete(owner);
+    }
+  }
+}
+
+/** Resolves true after `ms` (a request's wait for its turn), or false as soon as the signal aborts. */
+export function waitForTurn(ms: number, signal: AbortSignal): Promise<boolean> {
+  if (signal.aborted) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const onAbort = () => {
+      clearTimeout(timer);
+      resolve(false);
+    };
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve(true);
+    }, ms);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/** At most one report per `intervalMs`; the next one says how many were left out meanwhile. */
+export class ThrottledReport<T extends object> {
+  private lastAt = -Infinity;
+  private skipped = 0;
+
+  constructor(private readonly report: (entry: T & { skipped?: number }) => void, private readonly intervalMs = 10_000, private readonly now: () => number = () => performance.now()) {}
+
+  offer(entry: T): void {
+    if (this.now() - this.lastAt < this.intervalMs) {
+      this.skipped++;
+      return;
+    }
+    this.lastAt = this.now();
+    const skipped = this.skipped;
+    this.skipped = 0;
+    this.report(skipped ? { ...entry, skipped } : entry);
+  }
+}

@@ -21,6 +21,7 @@ import {
   type ToolResultBlock,
   type Usage,
 } from './modelClient.js';
+import { SdkWarnings } from './sdkLogger.js';
 
 export interface AnthropicModelClientOptions {
   apiKey: string;
@@ -38,6 +39,11 @@ export interface AnthropicModelClientOptions {
   sleep?: (ms: number, signal: AbortSignal) => Promise<void>;
   /** Where the SDK's own log lines go (it logs unparseable stream chunks); default console. */
   logger?: Logger;
+  /**
+   * Where the warnings the SDK prints itself go (a deprecated model): share one among the clients
+   * of a process. Default: this client's own, each said once through `logger.warn` (or console.warn).
+   */
+  warnings?: SdkWarnings;
 }
 
 /** Why an attempt failed, and whether another attempt could help. */
@@ -75,6 +81,7 @@ export class AnthropicModelClient implements ModelClient {
   readonly #retryBaseDelayMs: number;
   readonly #retryMaxDelayMs: number;
   readonly #sleep: (ms: number, signal: AbortSignal) => Promise<void>;
+  readonly #warnings: SdkWarnings;
 
   constructor(options: AnthropicModelClientOptions) {
     this.#apiKey = options.apiKey;
@@ -86,6 +93,8 @@ export class AnthropicModelClient implements ModelClient {
     this.#retryMaxDelayMs = options.retryMaxDelayMs ?? 30_000;
     this.#sleep = options.sleep ?? abortableSleep;
     this.description = `anthropic:${options.model}`;
+    const { logger } = options;
+    this.#warnings = options.warnings ?? new SdkWarnings((message) => (logger ? logger.warn(message) : console.warn(message)));
     // The SDK's own retries are invisible to the caller; ours emit `retrying` events.
     this.#client = new Anthropic({
       apiKey: options.apiKey,
@@ -125,7 +134,7 @@ export class AnthropicModelClient implements ModelClient {
     signal: AbortSignal,
     progress: { yielded: boolean },
   ): AsyncGenerator<ModelStreamEvent, void, undefined> {
-    const events = await this.#client.messages.create(params, { signal });
+    const events = await this.#warnings.capture(params.model, () => this.#client.messages.create(params, { signal }));
     const blocks = new Map<number, Pending>();
     const usage = { input: 0, cacheCreation: 0, cacheRead: 0, output: 0 };
     let stopReason: StopReason = 'end_turn';

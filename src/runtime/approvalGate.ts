@@ -143,7 +143,7 @@ export class ApprovalGate {
     const decided = await this.store.decideApproval(taskId, callId, {
       status: approved ? 'approved' : 'rejected',
       outcome: answer.outcome,
-      reason: answer.reason ?? null,
+      reason: answer.reason === undefined ? null : scrubber.text(answer.reason),
       decidedBy,
       argsEdited: edited,
       editedArgs: edited ? scrubber.value(answer.args!) : null,

@@ -1,6 +1,6 @@
-/** Who is calling: an API key of a project, or a widget end user holding a JWT. */
+/** Who is calling: an API key of a project (with the key's name, if it has one), or a widget end user holding a JWT. */
 export type Principal =
-  | { kind: 'apiKey'; projectId: string; apiKeyId: string }
+  | { kind: 'apiKey'; projectId: string; apiKeyId: string; keyName: string | null }
   | { kind: 'endUser'; projectId: string; endUserId: string };
 
 /** The id an audit trail shows for a caller. */

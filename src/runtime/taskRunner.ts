@@ -168,6 +168,9 @@ export class TaskRunner {
     const system = this.options.systemPromptFor(task);
     const waiting = this.waiting(task.id, emit, signal);
     const usage = new UsageMeter(store, task.id, task.usage);
+    // The hosted API's transient states: `connecting` while the model and MCP servers connect,
+    // `processing` while the model works (the task's own status stays `running`).
+    void emit('status', { status: 'connecting' });
     session.tools ??= await this.options.tools.openSession({
       taskId: task.id,
       projectId: task.projectId,
@@ -195,6 +198,7 @@ export class TaskRunner {
       signal.throwIfAborted();
       // Listed every turn: servers may change their tools mid-task (the pool caches the list).
       const tools: ToolDefinition[] = await session.tools.listTools();
+      void emit('status', { status: 'processing' });
       const streamed = new StreamScrubber(session.scrubber);
       const thoughts: Thought[] = [];
       let end: { content: ContentBlock[]; usage: { inputTokens: number; outputTokens: number } } | undefined;

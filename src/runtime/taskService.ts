@@ -4,12 +4,13 @@ import { ServiceError } from '../errors.js';
 import type { AdoptedUploads, StagedUploads } from '../sandbox/uploads.js';
 import type { Workspaces } from '../sandbox/workspaces.js';
 import { FINISHED_STATUSES, isLive, LIVE_STATUSES } from '../store/store.js';
-import type { ApprovalOutcome, AttachedFile, EventRecord, MessageRecord, Store, TaskRecord, TaskStatus } from '../store/store.js';
+import type { ApprovalOutcome, AttachedFile, EventRecord, MessageRecord, Store, TaskListQuery, TaskRecord, TaskStatus } from '../store/store.js';
 import type { ApprovalGate } from './approvalGate.js';
 import type { InputAction, InputRequests } from './inputRequests.js';
 import { principalId } from './principal.js';
 import { pushUser, userText } from './conversation.js';
 import { readEvents } from './events.js';
+import { historyMessages } from './history.js';
 import { SAMPLING_TOOL_NAME } from './sampling.js';
 import type { EventLog } from './events.js';
 import type { Principal } from './principal.js';
@@ -43,7 +44,11 @@ export interface FollowUpInput {
 }
 
 /** A task as GET /tasks/:id returns it. */
-export interface TaskView extends Omit<TaskRecord, 'runStartSeq' | 'secretKeys'> {
+export interface TaskView extends Omit<TaskRecord, 'runStartSeq' | 'secretKeys' | 'error'> {
+  /** Why the task failed, as the hosted API shows it: the message, or null. */
+  error: string | null;
+  /** The code of `error` (EXECUTION_ERROR), or null. */
+  errorCode: string | null;
   output?: { content: string; updatedAt: string; thoughts?: TurnState['thoughts']; toolCalls?: TurnState['toolCalls'] };
   pendingApprovals?: { callId: string; toolName: string; server?: string; tool?: string; args: Record<string, unknown>; requestedAt: string }[];
   /** MCP servers' input requests waiting for an answer: each `input_required` payload with `requestedAt`. */
@@ -74,7 +79,7 @@ export class TaskService {
 
   constructor(private readonly options: TaskServiceOptions) {}
 
-  async create(principal: Principal, input: CreateTaskInput): Promise<{ id: string; status: TaskStatus }> {
+  async create(principal: Principal, input: CreateTaskInput): Promise<{ id: string; status: TaskStatus; username: string | null }> {
     this.assertAccepting();
     const { store } = this.options;
     const now = new Date().toISOString();
@@ -95,6 +100,7 @@ export class TaskService {
       projectId: principal.projectId,
       apiKeyId: principal.kind === 'apiKey' ? principal.apiKeyId : null,
       endUserId: principal.kind === 'endUser' ? principal.endUserId : null,
+      username: principal.kind === 'apiKey' ? principal.keyName : principal.endUserId,
       sessionId,
       conversationId: randomUUID(),
       status: 'pending',
@@ -124,7 +130,7 @@ export class TaskService {
     // The model sees the unscrubbed message; only what is stored is scrubbed.
     if (session) session.conversation = [{ role: 'user', content: [{ type: 'text', text: userText(input.message, attachedFiles) }] }];
     this.schedule(task.id, 'start', sessionId);
-    return { id, status: 'pending' };
+    return { id, status: 'pending', username: task.username };
   }
 
   async followUp(principal: Principal, taskId: string, input: FollowUpInput): Promise<{ status: TaskStatus }> {
@@ -228,19 +234,25 @@ export class TaskService {
     return view;
   }
 
-  async list(principal: Principal, query: { limit: number; offset: number; includeHidden: boolean; status?: TaskStatus }) {
-    const { tasks, total } = await this.options.store.listTasks({
-      projectId: principal.projectId,
-      ...(principal.kind === 'endUser' ? { endUserId: principal.endUserId } : {}),
-      ...query,
-    });
-    return { tasks: tasks.map(publicTask), total };
+  /**
+   * A page of the caller's tasks: a key's own (or, with scope project, the project's), an end
+   * user's own; an end user never sees the project scope.
+   */
+  async list(principal: Principal, query: Omit<TaskListQuery, 'projectId' | 'apiKeyId' | 'endUserId'> & { scope: 'own' | 'project' }) {
+    const { scope, offset, ...rest } = query;
+    if (principal.kind === 'endUser' && scope === 'project') {
+      throw new ServiceError('FORBIDDEN', 'An end user lists only their own tasks: scope=project needs an API key');
+    }
+    const owner = principal.kind === 'endUser' ? { endUserId: principal.endUserId } : scope === 'own' ? { apiKeyId: principal.apiKeyId } : {};
+    // A cursor's offset only counts what the walk listed before: the position is where it goes on.
+    const { tasks, total, next } = await this.options.store.listTasks({ projectId: principal.projectId, ...owner, ...rest, offset: rest.after ? 0 : offset });
+    return { tasks: tasks.map(publicTask), total, next };
   }
 
   async history(principal: Principal, taskId: string) {
     const task = await this.visibleTask(principal, taskId);
     const messages = await this.options.store.listMessages(taskId);
-    return { taskId, conversationId: task.conversationId, status: task.status, messages: messages.map(publicMessage) };
+    return { taskId, conversationId: task.conversationId, status: task.status, messages: historyMessages(messages, isLive(task.status)) };
   }
 
   /** The task if the caller may see it; NOT_FOUND otherwise, so other projects' ids never leak. */
@@ -391,13 +403,8 @@ function userMessage(scrubber: Scrubber, content: string, attachedFiles: Attache
 /** The task fields the API shows. */
 export function publicTask(task: TaskRecord): TaskView {
   const { runStartSeq: _runStartSeq, secretKeys: _secretKeys, ...rest } = task;
-  return rest;
-}
-
-/** A message as history and history_message events show it. */
-export function publicMessage(message: MessageRecord) {
-  const { taskId: _taskId, afterSeq: _afterSeq, ...rest } = message;
-  return rest;
+  // `error` keeps its place among the fields (overriding a key keeps its position); `errorCode` comes last.
+  return { ...rest, error: rest.error?.message ?? null, errorCode: rest.error?.code ?? null };
 }
 
 /** Whether `promise` settled within `ms`. The timer is ref'd on purpose: a shutdown waiting on it must keep the process alive. */

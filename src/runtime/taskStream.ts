@@ -3,8 +3,8 @@ import { isLive } from '../store/store.js';
 import type { EventBus } from './events.js';
 import { FINAL_EVENT_TYPES } from './events.js';
 import type { Principal } from './principal.js';
+import { historyMessages, runStartOf } from './history.js';
 import type { TaskService } from './taskService.js';
-import { publicMessage } from './taskService.js';
 import { foldEvents } from './turnState.js';
 
 /** One event as a stream sends it. */
@@ -49,7 +49,7 @@ const REPLAY_PAGE = 1_000;
 
 /**
  * The phases of GET /tasks/:id/stream (API.md section 5): history, history_done, catch-up of the
- * live turn, then live events; or, on resume, every stored event after the given sequence, then
+ * live run, then live events; or, on resume, every stored event after the given sequence, then
  * live events. Subscribing before reading the store, and dropping buffered events at or below what
  * was read, is what makes the seam between stored and live events lose and repeat nothing.
  */
@@ -136,15 +136,16 @@ export class TaskStreams {
         const snapshot = await store.snapshot(taskId);
         if (!snapshot) return finish();
         const at = snapshot.lastSeq;
-        for (const message of snapshot.messages) {
-          if (sink.closed) return;
-          await write({ event: 'history_message', data: publicMessage(message), id: at });
-        }
         live = isLive(snapshot.task.status);
-        await write({ event: 'history_done', data: { messageCount: snapshot.messages.length, isStreaming: live }, id: at });
+        // One message per run; the run in progress is the catch-up's, from its start.
+        const history = historyMessages(snapshot.messages, live);
+        for (const message of history) {
+          if (sink.closed) return;
+          await write({ event: 'history_message', data: message, id: at });
+        }
+        await write({ event: 'history_done', data: { messageCount: history.length, isStreaming: live }, id: at });
         if (!live) return finish();
-        const since = snapshot.messages.at(-1)?.afterSeq ?? 0;
-        for (const frame of await this.catchUp(taskId, since, at)) await write(frame);
+        for (const frame of await this.catchUp(taskId, runStartOf(snapshot.messages), at)) await write(frame);
         lastSent = at;
       }
       // Hand over from stored to live: what arrived meanwhile and is newer than what was sent.
@@ -158,7 +159,7 @@ export class TaskStreams {
     }
   }
 
-  // The state of the turn in progress, as frames: its text (whole when finished, else partial), thoughts, each tool call at its
+  // The state of the run in progress, as frames: its texts (whole when finished, else partial), thoughts, each tool call at its
   // latest status (pending approvals are re-sent as awaiting_approval), results so far, and pending input requests.
   private async catchUp(taskId: string, since: number, until: number): Promise<StreamFrame[]> {
     const events = await this.options.store.listEvents(taskId, since, Number.MAX_SAFE_INTEGER, until);

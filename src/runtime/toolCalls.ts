@@ -6,6 +6,7 @@ import type { ApprovalAnswer, ApprovalGate } from './approvalGate.js';
 import { decide } from './approvalPolicy.js';
 import { toolResultText } from './conversation.js';
 import type { EventType } from './events.js';
+import { ProgressCoalescer } from './progressCoalescer.js';
 import { isSuspended } from './runAbort.js';
 import type { TaskSession } from './sessions.js';
 import type { UnfinishedCall } from './turnState.js';
@@ -129,13 +130,15 @@ export class ToolCalls {
     const executed = { ...base, args, ...(approvalId ? { approvalId } : {}) };
     await emit('tool_call', { ...executed, status: 'executing' });
     let result: ToolResult;
+    const progress = new ProgressCoalescer((latest) => void emit('tool_progress', { callId: base.callId, ...latest }));
     try {
       result = await session.tools!.callTool({ callId: base.callId, name: base.toolName, args }, {
         signal,
-        onProgress: (progress) => void emit('tool_progress', { callId: base.callId, ...progress }),
+        onProgress: (latest) => progress.offer(latest),
         ...(approvalId ? { meta: { [APPROVAL_META_KEY]: approvalId } } : {}),
       });
     } catch (err) {
+      progress.finish();
       if (signal.aborted) {
         await emit('tool_result', { callId: base.callId, status: 'cancelled', output: 'The call was cancelled.' });
         throw err;
@@ -143,6 +146,7 @@ export class ToolCalls {
       // The seam promises error results, not exceptions; a throw is reported to the model all the same.
       result = { content: [{ type: 'text', text: `Tool failed: ${describeError(err)}` }], isError: true };
     }
+    progress.finish();
     if (args !== base.args) result = { ...result, content: [{ type: 'text', text: `(The user changed the arguments before approving: ${JSON.stringify(args)})` }, ...result.content] };
     return this.finish(turn, executed, result, result.isError ? 'error' : 'success');
   }

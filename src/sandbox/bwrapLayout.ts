@@ -1,12 +1,10 @@
 import { existsSync, lstatSync, readdirSync, readlinkSync, realpathSync } from 'node:fs';
 import { dirname, isAbsolute, join, relative, sep } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { PROJECT_ROOT } from '../projectRoot.js';
 
 /** The system directories shown read-only (as symlinks where the host has symlinks, as on merged-/usr systems). */
 const SYSTEM_PATHS = ['/usr', '/bin', '/sbin', '/lib', '/lib32', '/lib64', '/libx32', '/etc'];
 
-/** Airlock's checkout: the code of the built-in server and the fixtures, and the tsx they run with. */
-const PROJECT_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
 /** The shown system directory whose entries other users may not read are hidden as well. */
 const SYSTEM_CONFIG_DIR = '/etc';
@@ -113,6 +111,7 @@ export function sandboxLayout(options: LayoutOptions): BwrapLayout {
   const node = realpathSync(process.execPath);
   const prefix = dirname(dirname(node));
   show(prefix === '/' ? node : prefix);
+  // Airlock's own code (the built-in server, the fixtures) and the packages it runs with.
   const project = realpathSync(PROJECT_ROOT);
   show(project);
   const modules = realOrUndefined(join(project, 'node_modules'));

@@ -19,6 +19,13 @@ const MIB = 1024 * 1024;
 /** The sandbox the tasks of this process get, decided once at start-up. */
 export interface SandboxSetup {
   sandbox: ProcessSandbox;
+  /** How task processes run: in bubblewrap, or as they are (`none`, or `auto` without a working bubblewrap). */
+  mode: 'bwrap' | 'none';
+  /**
+   * Runs the start-up probe again, as readiness checks do: why the sandbox no longer works, or
+   * undefined. Present under `bwrap`: there is nothing to probe without a sandbox.
+   */
+  probe?: () => Promise<string | undefined>;
   /**
    * What is missing from the isolation the configuration asked for, said on the first `status`
    * event of every run of a task that starts processes; absent when nothing is missing.
@@ -41,7 +48,7 @@ export async function startSandbox(
   const { logger } = context;
   if (config.mode === 'none') {
     logger.info({ sandbox: 'none' }, 'sandbox.mode is "none": task processes run unsandboxed, as Airlock\'s user');
-    return { sandbox: new Unsandboxed() };
+    return { sandbox: new Unsandboxed(), mode: 'none' };
   }
 
   const limits = { memoryBytes: config.memoryLimitMb * MIB, maxProcesses: config.maxProcesses };
@@ -53,6 +60,7 @@ export async function startSandbox(
     logger.warn({ sandbox: 'none', reason }, `TASK PROCESSES ARE NOT SANDBOXED: ${reason}. The built-in tools and stdio MCP servers run as Airlock's user and can read and write what it can. Install bubblewrap, or set sandbox.mode to "bwrap" to refuse to start without it, or to "none" to accept this`);
     return {
       sandbox: new Unsandboxed(),
+      mode: 'none',
       taskWarning: `This task's processes are not sandboxed: ${reason}. They run as Airlock's user, see its files and the network.`,
     };
   }
@@ -61,10 +69,11 @@ export async function startSandbox(
   const runsAs = user ? { uid: user.uid, gid: user.gid } : { uid: process.getuid?.(), gid: process.getgid?.() };
   logger.info({ sandbox: 'bwrap', bwrap: opened.path, ...runsAs, memoryLimitMb: config.memoryLimitMb, maxProcesses: config.maxProcesses }, 'task processes run in bubblewrap sandboxes');
   const owner = user ? { owner: { uid: user.uid, gid: user.gid } } : {};
-  if (!cgroups?.unapplied.length) return { sandbox: opened.sandbox, ...owner };
+  const working = { sandbox: opened.sandbox, mode: 'bwrap' as const, probe: () => probe(opened.sandbox, context.dataDir, context.networks), ...owner };
+  if (!cgroups?.unapplied.length) return working;
   const unapplied = describeUnapplied(config, cgroups.unapplied);
   logger.warn(`sandbox limits: ${unapplied}`);
-  return { sandbox: opened.sandbox, taskWarning: `Sandbox limits: ${unapplied}. Time and output limits still apply.`, ...owner };
+  return { ...working, taskWarning: `Sandbox limits: ${unapplied}. Time and output limits still apply.` };
 }
 
 /** The bubblewrap sandbox, once its probe has passed; or why it cannot be used. */

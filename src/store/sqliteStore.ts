@@ -1,19 +1,23 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
+import { LISTING_MIGRATION, listTaskRows } from './taskListing.js';
 import { BACKSTOP_CHECKPOINT_PAGES, WalCheckpointer } from './walCheckpointer.js';
 import type {
-  ApiKeyRecord, ApprovalDecision, ApprovalRecord, EventRecord, MessageRecord, Store, TaskListQuery, TaskPatch, TaskRecord, TaskSnapshot, TaskStatus,
+  ApiKeyRecord, ApprovalDecision, ApprovalRecord, EventRecord, MessageRecord, Store, TaskListPage, TaskListQuery, TaskPatch, TaskRecord, TaskSnapshot, TaskStatus,
 } from './store.js';
 
-const SCHEMA_VERSION = 6;
+export const SCHEMA_VERSION = 7;
 /** How many tasks' event numbering SqliteStore keeps at hand (eventTails). */
 const EVENT_TAILS = 4_096;
 
-/** The columns of a task row besides its key `no`, in the order insertTask binds them. */
+/** The columns of a task row in schema 6 besides its key `no` (migration 6 copies them; insertTask adds INSERTED_COLUMNS). */
 const TASK_COLUMNS = `id, project_id, api_key_id, end_user_id, session_id, conversation_id, status, message, system_prompt,
   show_in_history, auto_execute, env, error, usage, created_at, started_at, completed_at, last_activity_at,
   message_count, run_start_seq, secret_keys`;
+
+/** The columns of a task row since schema 7 besides its key `no`, in the order insertTask binds them. */
+const INSERTED_COLUMNS = `${TASK_COLUMNS}, username`;
 
 const MIGRATIONS = [
   `CREATE TABLE projects (id TEXT PRIMARY KEY, created_at TEXT NOT NULL);
@@ -96,6 +100,7 @@ const MIGRATIONS = [
    ALTER TABLE events_v6 RENAME TO events;
    CREATE INDEX tasks_by_activity ON tasks(project_id, last_activity_at DESC);
    CREATE INDEX tasks_by_status ON tasks(status);`,
+  LISTING_MIGRATION,
 ];
 
 interface ApprovalRow {
@@ -109,7 +114,7 @@ interface TaskRow {
   session_id: string; conversation_id: string; status: TaskStatus; message: string; system_prompt: string | null;
   show_in_history: number; auto_execute: number; env: string | null; error: string | null; usage: string;
   created_at: string; started_at: string | null; completed_at: string | null; last_activity_at: string;
-  message_count: number; run_start_seq: number; secret_keys: string;
+  message_count: number; run_start_seq: number; secret_keys: string; username: string | null;
 }
 
 interface MessageRow {
@@ -217,19 +222,22 @@ export class SqliteStore implements Store {
       listKeys: db.prepare<[], KeyRow>('SELECT * FROM api_keys ORDER BY created_at, id'),
       revokeKey: db.prepare('UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?'),
       countKeys: db.prepare<[], { n: number }>('SELECT COUNT(*) AS n FROM api_keys'),
-      insertTask: db.prepare<unknown[]>(`INSERT INTO tasks (${TASK_COLUMNS}) VALUES (${TASK_COLUMNS.split(',').map(() => '?').join(', ')})`),
+      ping: db.prepare('SELECT 1 FROM projects LIMIT 1'),
+      insertTask: db.prepare<unknown[]>(`INSERT INTO tasks (${INSERTED_COLUMNS}) VALUES (${INSERTED_COLUMNS.split(',').map(() => '?').join(', ')})`),
       deleteTask: db.prepare<[number]>('DELETE FROM tasks WHERE no = ?'),
       task: db.prepare<[string], TaskRow>('SELECT * FROM tasks WHERE id = ?'),
       tasksByStatus: db.prepare<[string], TaskRow>('SELECT * FROM tasks WHERE status IN (SELECT value FROM json_each(?))'),
       // The task's next position and last sequence, and no row when the task does not exist.
       insertMessage: db.prepare<[...MessageValues, string], { task_no: number; position: number; after_seq: number }>(`INSERT INTO messages
         (task_no, position, id, role, content, created_at, attached_files, thoughts, tool_calls, after_seq)
-        SELECT no, message_count, ?, ?, ?, ?, ?, ?, ?, ${lastSeq} FROM tasks WHERE id = ? RETURNING task_no, position, after_seq`),
+        SELECT no, (SELECT COALESCE(MAX(position), -1) + 1 FROM messages WHERE task_no = tasks.no), ?, ?, ?, ?, ?, ?, ?, ${lastSeq}
+        FROM tasks WHERE id = ? RETURNING task_no, position, after_seq`),
+      roleAt: db.prepare<[number, number], { role: 'user' | 'assistant' }>('SELECT role FROM messages WHERE task_no = ? AND position = ?'),
       // A task's first message: position 0, before any event.
       insertFirstMessage: db.prepare<[number, ...MessageValues]>(`INSERT INTO messages
         (task_no, position, id, role, content, created_at, attached_files, thoughts, tool_calls, after_seq) VALUES (?, 0, ?, ?, ?, ?, ?, ?, ?, 0)`),
       deleteMessage: db.prepare<[number, number]>('DELETE FROM messages WHERE task_no = ? AND position = ?'),
-      countMessage: db.prepare<[string, number]>('UPDATE tasks SET message_count = message_count + 1, last_activity_at = ? WHERE no = ?'),
+      countMessage: db.prepare<[number, string, number]>('UPDATE tasks SET message_count = message_count + ?, last_activity_at = ? WHERE no = ?'),
       messages: db.prepare<[string], MessageRow>(`SELECT ${messageColumns} FROM messages WHERE task_no = ${taskNo} ORDER BY position`),
       messagesByNo: db.prepare<[number], MessageRow>(`SELECT ${messageColumns} FROM messages WHERE task_no = ? ORDER BY position`),
       // One statement: the next sequence number, and nothing when the task does not exist.
@@ -363,7 +371,7 @@ export class SqliteStore implements Store {
       task.id, task.projectId, task.apiKeyId, task.endUserId, task.sessionId, task.conversationId, task.status, task.message, task.systemPrompt,
       task.showInHistory ? 1 : 0, task.autoExecute ? 1 : 0, task.env && JSON.stringify(task.env), task.error && JSON.stringify(task.error),
       JSON.stringify(task.usage), task.createdAt, task.startedAt, task.completedAt, task.lastActivityAt,
-      firstMessage ? 1 : task.messageCount, task.runStartSeq, JSON.stringify(task.secretKeys),
+      firstMessage ? 1 : task.messageCount, task.runStartSeq, JSON.stringify(task.secretKeys), task.username,
     ];
     if (!firstMessage) return this.write(() => void this.statements.insertTask.run(values));
     const message = messageValues(firstMessage);
@@ -383,18 +391,9 @@ export class SqliteStore implements Store {
     return row && taskFromRow(row);
   }
 
-  async listTasks(query: TaskListQuery): Promise<{ tasks: TaskRecord[]; total: number }> {
-    const where = ['project_id = @projectId'];
-    if (query.endUserId !== undefined) where.push('end_user_id = @endUserId');
-    if (!query.includeHidden) where.push('show_in_history = 1');
-    if (query.status) where.push('status = @status');
-    const params = { projectId: query.projectId, endUserId: query.endUserId, status: query.status, limit: query.limit, offset: query.offset };
-    const clause = where.join(' AND ');
-    const { total, rows } = this.atomically(() => ({
-      total: (this.statement(`SELECT COUNT(*) AS n FROM tasks WHERE ${clause}`).get(params) as { n: number }).n,
-      rows: this.statement(`SELECT * FROM tasks WHERE ${clause} ORDER BY last_activity_at DESC, id LIMIT @limit OFFSET @offset`).all(params) as TaskRow[],
-    }));
-    return { total, tasks: rows.map(taskFromRow) };
+  async listTasks(query: TaskListQuery): Promise<TaskListPage> {
+    const { rows, total, next } = this.atomically(() => listTaskRows<TaskRow>((sql) => this.statement(sql), query));
+    return { tasks: rows.map(taskFromRow), total, next };
   }
 
   async updateTask(id: string, patch: TaskPatch): Promise<void> {
@@ -440,7 +439,10 @@ export class SqliteStore implements Store {
       const row = this.statements.insertMessage.get(...values, message.taskId);
       if (!row) throw new Error(`no task ${message.taskId}`);
       try {
-        this.statements.countMessage.run(message.createdAt, row.task_no);
+        // messageCount counts the messages history shows: a run's later turn records (an assistant
+        // record after another) are part of the run's one message.
+        const continuesRun = message.role === 'assistant' && this.statements.roleAt.get(row.task_no, row.position - 1)?.role === 'assistant';
+        this.statements.countMessage.run(continuesRun ? 0 : 1, message.createdAt, row.task_no);
       } catch (err) {
         this.undo(() => this.statements.deleteMessage.run(row.task_no, row.position), err);
         throw err;
@@ -512,6 +514,10 @@ export class SqliteStore implements Store {
     return this.statements.approvals.all(taskId).map(approvalFromRow);
   }
 
+  async ping(): Promise<void> {
+    this.statements.ping.get();
+  }
+
   async close(): Promise<void> {
     if (!this.db.open) return;
     this.commit();
@@ -545,7 +551,7 @@ function messageValues(message: Omit<MessageRecord, 'taskId' | 'afterSeq'>): Mes
 
 function taskFromRow(row: TaskRow): TaskRecord {
   return {
-    id: row.id, projectId: row.project_id, apiKeyId: row.api_key_id, endUserId: row.end_user_id,
+    id: row.id, projectId: row.project_id, apiKeyId: row.api_key_id, endUserId: row.end_user_id, username: row.username,
     sessionId: row.session_id, conversationId: row.conversation_id, status: row.status, message: row.message,
     systemPrompt: row.system_prompt, showInHistory: row.show_in_history === 1, autoExecute: row.auto_execute === 1,
     env: row.env ? JSON.parse(row.env) : null, error: row.error ? JSON.parse(row.error) : null, usage: JSON.parse(row.usage),

@@ -27,6 +27,8 @@ export interface TaskRecord {
   projectId: string;
   apiKeyId: string | null;
   endUserId: string | null;
+  /** Who created it, for people: the key's name then (null for a key without one), or the end user's id. */
+  username: string | null;
   sessionId: string;
   conversationId: string;
   status: TaskStatus;
@@ -41,6 +43,7 @@ export interface TaskRecord {
   startedAt: string | null;
   completedAt: string | null;
   lastActivityAt: string;
+  /** Messages as history shows them: user messages and one assistant message per run. */
   messageCount: number;
   /** The sequence of the last event before the current run began. */
   runStartSeq: number;
@@ -146,15 +149,34 @@ export interface ApiKeyRecord {
   revokedAt: string | null;
 }
 
+/** Where a page of a listing ended: the last task's activity stamp and the store's creation number of it (the tie-break). */
+export interface TaskListPosition {
+  lastActivityAt: string;
+  no: number;
+}
+
+/** A page of a project's tasks; with neither apiKeyId nor endUserId, of the whole project. */
 export interface TaskListQuery {
   projectId: string;
-  /** Only this end user's tasks (JWT callers). */
+  /** Only the tasks created with this key. */
+  apiKeyId?: string;
+  /** Only this end user's tasks (JWT callers). Not together with apiKeyId. */
   endUserId?: string;
   /** Tasks with showInHistory false are listed only when this is true. */
   includeHidden: boolean;
   status?: TaskStatus;
   limit: number;
+  /** Tasks to skip: from the start, or from `after` when it is given. */
   offset: number;
+  /** Only the tasks after this position, as a previous page's `next` gave it. */
+  after?: TaskListPosition;
+}
+
+/** A page of a listing: the tasks, the number of all tasks the query matches, and where the next page starts (null on the last). */
+export interface TaskListPage {
+  tasks: TaskRecord[];
+  total: number;
+  next: TaskListPosition | null;
 }
 
 export type TaskPatch = Partial<Pick<TaskRecord, 'status' | 'error' | 'usage' | 'startedAt' | 'completedAt' | 'lastActivityAt' | 'sessionId' | 'env' | 'runStartSeq' | 'secretKeys'>>;
@@ -188,8 +210,11 @@ export interface Store {
    */
   createTask(task: TaskRecord, firstMessage?: Omit<MessageRecord, 'taskId' | 'afterSeq'>): Promise<void>;
   getTask(id: string): Promise<TaskRecord | undefined>;
-  /** Newest activity first, with the total count matching the query. */
-  listTasks(query: TaskListQuery): Promise<{ tasks: TaskRecord[]; total: number }>;
+  /**
+   * Newest activity first (ties: the task created last first), with the count of all tasks the
+   * query matches, read at the same instant as the page.
+   */
+  listTasks(query: TaskListQuery): Promise<TaskListPage>;
   updateTask(id: string, patch: TaskPatch): Promise<void>;
   /**
    * Changes the status only when the current one is in `from`, stamping lastActivityAt (a status
@@ -199,7 +224,10 @@ export interface Store {
   transitionTask(id: string, from: readonly TaskStatus[], patch: TaskPatch & { status: TaskStatus }): Promise<boolean>;
   findTasksByStatus(statuses: readonly TaskStatus[]): Promise<TaskRecord[]>;
 
-  /** Appends a message, counts it on the task and stamps its afterSeq. */
+  /**
+   * Appends a message (one model turn, for the assistant), stamps its afterSeq and counts it on the
+   * task as history shows messages: a run's consecutive assistant records count once.
+   */
   appendMessage(message: Omit<MessageRecord, 'afterSeq'>): Promise<MessageRecord>;
   listMessages(taskId: string): Promise<MessageRecord[]>;
 
@@ -219,6 +247,9 @@ export interface Store {
   getApproval(taskId: string, callId: string): Promise<ApprovalRecord | undefined>;
   /** A task's approvals, oldest first. */
   listApprovals(taskId: string): Promise<ApprovalRecord[]>;
+
+  /** Resolves once the database has answered a read of its own tables (readiness); rejects with why not. */
+  ping(): Promise<void>;
 
   close(): Promise<void>;
 }

@@ -1,4 +1,5 @@
 import { Worker } from 'node:worker_threads';
+import { RUNS_FROM_BUILD } from '../projectRoot.js';
 import type { Store } from './store.js';
 import type { EventRecord } from './store.js';
 import { eventFromRow } from './sqliteStore.js';
@@ -63,7 +64,9 @@ export class ThreadedStore implements Store {
    */
   static async open(path: string, options: { backgroundCheckpoints?: boolean; onFailure?: (err: Error) => void } = {}): Promise<ThreadedStore> {
     const { onFailure = () => {}, ...storeOptions } = options;
-    const worker = new Worker(new URL('./storeWorkerBootstrap.mjs', import.meta.url), { workerData: { path, options: storeOptions } });
+    // The build starts the compiled worker; a checkout's TypeScript needs the bootstrap to load tsx.
+    const entry = RUNS_FROM_BUILD ? './storeWorker.js' : './storeWorkerBootstrap.mjs';
+    const worker = new Worker(new URL(entry, import.meta.url), { workerData: { path, options: storeOptions } });
     await new Promise<void>((resolve, reject) => {
       const onMessage = (message: FromWorker) => {
         if ('opened' in message) done(null);
@@ -149,6 +152,7 @@ export class ThreadedStore implements Store {
   decideApproval(...args: Parameters<Store['decideApproval']>) { return this.call<boolean>('decideApproval', args); }
   getApproval(...args: Parameters<Store['getApproval']>) { return this.call<Awaited<ReturnType<Store['getApproval']>>>('getApproval', args); }
   listApprovals(...args: Parameters<Store['listApprovals']>) { return this.call<Awaited<ReturnType<Store['listApprovals']>>>('listApprovals', args); }
+  ping() { return this.call<void>('ping', []); }
 
   /** The event's data stays here: only its sequence number and time come back. */
   async appendEvent(taskId: string, type: string, data: Record<string, unknown>): Promise<EventRecord> {

@@ -63,7 +63,7 @@ describe('Tasks on the Anthropic model (real SDK, fake endpoint)', () => {
     const stream = await readSse(`${airlock.url}/api/v1/tasks/${id}/stream?after=0`, { authorization: `Bearer ${airlock.key}` });
     const events = stream.frames.map((f) => `${f.event}${f.data.status ? `:${f.data.status}` : ''}${f.data.isPartial === false ? ':final' : ''}`);
     expect(events.filter((e) => !e.startsWith('content') || e.endsWith(':final'))).to.deep.equal([
-      'status:running', 'content:final', 'tool_call:executing', 'tool_result:success', 'content:final', 'status:completed', 'done',
+      'status:running', 'status:connecting', 'status:processing', 'content:final', 'tool_call:executing', 'tool_result:success', 'status:processing', 'content:final', 'status:completed', 'done',
     ]);
     expect(stream.frames.filter((f) => f.event === 'content' && f.data.isPartial).length).to.be.greaterThan(2);
   });
@@ -89,13 +89,13 @@ describe('Tasks on the Anthropic model (real SDK, fake endpoint)', () => {
     fake.enqueue({ kind: 'status', status: 500, retryAfter: '0' }, { kind: 'status', status: 500, retryAfter: '0' });
     const res = await airlock.api('/tasks', { method: 'POST', json: { message: 'hi' } });
     const task = await waitForStatus(airlock, res.body.data.id, ['failed']);
-    expect(task.error.code).to.equal('EXECUTION_ERROR');
-    expect(task.error.message).to.match(/Model provider error \(500\)/);
+    expect(task.errorCode).to.equal('EXECUTION_ERROR');
+    expect(task.error).to.match(/Model provider error \(500\)/);
     expect(JSON.stringify(task)).not.to.include(PROVIDER_KEY);
 
     fake.enqueue({ kind: 'malformed' }, { kind: 'malformed' });
     const bad = await airlock.api('/tasks', { method: 'POST', json: { message: 'hi' } });
-    expect((await waitForStatus(airlock, bad.body.data.id, ['failed'])).error.message).to.match(/malformed/i);
+    expect((await waitForStatus(airlock, bad.body.data.id, ['failed'])).error).to.match(/malformed/i);
 
     fake.enqueue({ kind: 'text', text: 'fine again' });
     const ok = await airlock.api('/tasks', { method: 'POST', json: { message: 'hi' } });

@@ -188,7 +188,7 @@ describe('Approval gate through the task API (API.md section 7)', function () {
 
         await stream.ended;
         const frames = stream.frames;
-        expect(statuses(frames)).to.deep.equal(['running', 'awaiting_approval', 'running', 'completed']);
+        expect(statuses(frames)).to.deep.equal(['running', 'connecting', 'processing', 'awaiting_approval', 'running', 'processing', 'completed']);
         expect(toolCallFrames(frames).map((c) => [c.status, c.approvalId])).to.deep.equal([['awaiting_approval', asked.data.approvalId], ['executing', asked.data.approvalId]]);
         expect(toolResultFrames(frames)).to.deep.equal([{ callId: 'toolu_scripted_1', status: 'success', output: `plain ran with ${JSON.stringify({ tag })}`, approvalId: asked.data.approvalId }]);
         // The awaiting_approval status is sent before the tool_call that caused it.
@@ -569,7 +569,7 @@ describe('Approval gate through the task API (API.md section 7)', function () {
         expect([late.status, late.body.error.code]).to.deep.equal([409, 'CONFLICT']);
         expect(ranWith(tag)).to.deep.equal([]);
         // The task, once cancelled, does not claim to be running again.
-        expect(statuses(stream.frames)).to.deep.equal(['running', 'awaiting_approval', 'cancelled']);
+        expect(statuses(stream.frames)).to.deep.equal(['running', 'connecting', 'processing', 'awaiting_approval', 'cancelled']);
       } finally {
         stream.close();
       }
@@ -645,7 +645,7 @@ describe('Approval gate through the task API (API.md section 7)', function () {
 
       const frames = await eventsOf(id);
       // One wait for the turn: awaiting_approval once, running again only when both are decided.
-      expect(statuses(frames)).to.deep.equal(['running', 'awaiting_approval', 'running', 'completed']);
+      expect(statuses(frames)).to.deep.equal(['running', 'connecting', 'processing', 'awaiting_approval', 'running', 'processing', 'completed']);
       const audit = await auditOf(id);
       expect(audit.map((a) => [a.callId, a.status])).to.have.deep.members([['toolu_par_1', 'approved'], ['toolu_par_2', 'rejected']]);
     });
@@ -702,7 +702,7 @@ describe('Approval expiry (project approvalTimeoutMs)', function () {
       const result = frames.find((f) => f.event === 'tool_result')!.data;
       expect(result).to.include({ status: 'cancelled', approvalId: entry.id });
       expect(result.output).to.match(/^Nobody approved/);
-      expect(frames.filter((f) => f.event === 'status').map((f) => f.data.status)).to.deep.equal(['running', 'awaiting_approval', 'running', 'completed']);
+      expect(frames.filter((f) => f.event === 'status').map((f) => f.data.status)).to.deep.equal(['running', 'connecting', 'processing', 'awaiting_approval', 'running', 'processing', 'completed']);
 
       const late = await airlock.api(`/tasks/${id}/tools/toolu_scripted_1/approve`, { method: 'POST', json: { outcome: 'proceed_once' } });
       expect([late.status, late.body.error.code]).to.deep.equal([409, 'CONFLICT']);
@@ -874,8 +874,10 @@ describe('Approvals across a restart of the service', function () {
       const [audit] = (await second.api(`/tasks/${id}/approvals`)).body.data.approvals;
       expect(audit).to.include({ status: 'approved', argsEdited: true });
       const history = (await second.api(`/tasks/${id}/history`)).body.data.messages;
-      expect(history.map((m: { role: string }) => m.role)).to.deep.equal(['user', 'assistant', 'assistant']);
+      // The run resumed by the second process is still one message: its tool call and its answer.
+      expect(history.map((m: { role: string }) => m.role)).to.deep.equal(['user', 'assistant']);
       expect(history[1].toolCalls[0]).to.include({ callId: 'toolu_scripted_1', status: 'success' });
+      expect(history[1].content).to.equal('finished');
     } finally {
       await service.cleanup();
     }
@@ -929,7 +931,7 @@ describe('Approvals across a restart of the service', function () {
       await second.api(`/tasks/${id}/tools/toolu_scripted_1/approve`, { method: 'POST', json: { outcome: 'proceed_once' } });
       const failed = await waitForStatus(second, id, ['failed', 'completed']);
       expect(failed.status).to.equal('failed');
-      expect(failed.error.message).to.match(/secrets \(TOKEN\).*follow-up/);
+      expect(failed.error).to.match(/secrets \(TOKEN\).*follow-up/);
       expect(tools.calls, 'nothing runs without its secrets').to.deep.equal([]);
       expect(failed.output.toolCalls[0]).to.include({ callId: 'toolu_scripted_1', status: 'cancelled' });
 

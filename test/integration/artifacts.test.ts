@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { expect } from 'chai';
 import { mkdir, mkdtemp, readFile, readdir, rm, symlink, writeFile } from 'node:fs/promises';
@@ -74,6 +75,23 @@ describe('Artifacts (GET /tasks/:id/artifacts, /download, /archive)', function (
       ]);
       expect(files[2]).to.include({ name: 'data.csv', size: 4 });
       expect(files[2].modifiedAt).to.match(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+    });
+
+    it('shows a file whose name is a secret of the task scrubbed, in the list and the download\'s name', async () => {
+      const secret = `tok${randomUUID().replaceAll('-', '')}`;
+      const created = await airlock.api('/tasks', { method: 'POST', json: { message: '/reply one', secrets: { API_TOKEN: secret } } });
+      const id = created.body.data.id;
+      await waitForStatus(airlock, id, ['completed']);
+      const followed = await airlock.api(`/tasks/${id}/messages`, { method: 'POST', body: form('/reply two', [[`${secret}.txt`, 'x']]) });
+      expect(followed.status, followed.text).to.be.oneOf([200, 201, 202]);
+      await waitFor(async () => (await airlock.api(`/tasks/${id}`)).body.data.status === 'completed' || undefined, 'the follow-up');
+      const res = await list(id);
+      expect(res.text).not.to.include(secret);
+      const shown = res.body.data.files.find((f: { name: string }) => f.name.includes('[secret:API_TOKEN]'));
+      expect(shown).to.include({ name: '[secret:API_TOKEN].txt', path: 'uploads/[secret:API_TOKEN].txt' });
+      const file = await download(airlock, fileUrl(id, `uploads/${secret}.txt`));
+      expect(file.status).to.equal(200);
+      expect(file.headers.get('content-disposition')).not.to.include(secret);
     });
 
     it('reports the workspace size on GET /tasks/:id as workspaceBytes, and keeps it current', async () => {

@@ -77,8 +77,8 @@ describe('The airlock process', function () {
     const next = await start();
     const task = (await call(next.url, `/tasks/${id}`)).body.data;
     expect(task.status).to.equal('failed');
-    expect(task.error.code).to.equal('EXECUTION_ERROR');
-    expect(task.error.message).to.match(/restarted while this task was running/);
+    expect(task.errorCode).to.equal('EXECUTION_ERROR');
+    expect(task.error).to.match(/restarted while this task was running/);
     expect(next.output()).to.include('marked failed');
     // The task can go on with a follow-up.
     await call(next.url, `/tasks/${id}/messages`, { method: 'POST', json: { message: '/reply back again' } });
@@ -130,7 +130,7 @@ describe('The airlock process', function () {
     const next = await start();
     const task = (await call(next.url, `/tasks/${id}`)).body.data;
     expect(task.status).to.equal('failed');
-    expect(task.error.message).to.match(/shut down while this task was running/);
+    expect(task.error).to.match(/shut down while this task was running/);
   });
 
   it('fails to start listing every configuration problem', async () => {

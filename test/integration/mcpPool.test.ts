@@ -101,8 +101,8 @@ describe('McpPool through the task API', function () {
       try {
         const failed = await runTask(airlock, { message: '/reply hi' });
         expect(failed.task.status).to.equal('failed');
-        expect(failed.task.error.code).to.equal('EXECUTION_ERROR');
-        expect(failed.task.error.message).to.include('"strict"').and.include('{{mcp.STRICT_KEY}}');
+        expect(failed.task.errorCode).to.equal('EXECUTION_ERROR');
+        expect(failed.task.error).to.include('"strict"').and.include('{{mcp.STRICT_KEY}}');
         const skipped = await runTask(airlock, { message: '/reply hi', secrets: { STRICT_KEY: 'strict-value-123' } });
         expect(skipped.task.status).to.equal('completed');
         const status = skipped.events.find((e) => e.event === 'status' && /skipped/.test(e.data.message ?? ''));

@@ -11,6 +11,7 @@ import type { ModernHttpServer } from '../../fixtures/mcp/modernServer.js';
 import { createApiKey } from '../../src/runtime/apiKeys.js';
 import { startTestAirlock, waitFor, waitForStatus } from '../support/harness.js';
 import type { TestAirlock } from '../support/harness.js';
+import { MAX_SERVER_REQUESTS_WAITING } from '../../src/mcp/serverRequests.js';
 import { outputs, script } from '../support/mcpHarness.js';
 import { openSse, readSse } from '../support/sse.js';
 import type { SseFrame } from '../support/sse.js';
@@ -40,6 +41,7 @@ describe('MCP server requests through the task API (elicitation, input_required,
       denied: perTask('DENIED'),
       modern: { type: 'http', url: `${modern.url}?run={{mcp.MODERN}}`, protocol: '2026-07-28' },
       ask: { type: 'http', url: `${ask.url}?run={{mcp.ASK}}`, toolTimeout: ASK_TOOL_TIMEOUT_MS },
+      flood: { type: 'http', url: `${ask.url}?run={{mcp.FLOOD}}` },
     };
     const project = {
       mcpServers: servers,
@@ -132,7 +134,7 @@ describe('MCP server requests through the task API (elicitation, input_required,
       expect(resolved).to.deep.include({ requestId: pending.requestId, action: 'accept' });
       expect(resolved.answeredBy).to.match(/^key:key_/);
       expect(resolved.content).to.include({ name: 'Ada Lovelace', integer: 42, firstLine: 'It was a dark and stormy night.' });
-      expect(statuses(frames)).to.deep.equal(['running', 'awaiting_approval', 'running', 'completed']);
+      expect(statuses(frames)).to.deep.equal(['running', 'connecting', 'processing', 'awaiting_approval', 'running', 'processing', 'completed']);
       const order = frames.map((f) => (f.event === 'status' ? `status:${f.data.status}` : f.event));
       expect(order.indexOf('status:awaiting_approval')).to.be.lessThan(order.indexOf('input_required'));
       expect(order.indexOf('input_resolved')).to.be.lessThan(order.lastIndexOf('status:running'));
@@ -372,6 +374,36 @@ describe('MCP server requests through the task API (elicitation, input_required,
       const frames = await eventsOf(id);
       expect(framesOf(frames, 'input_resolved')[0].content).to.deep.equal({ answer: '[secret:API_TOKEN]' });
       expect(JSON.stringify(frames)).not.to.include(secret);
+    });
+  });
+
+  describe('a server that floods requests (ask fixture, no tool timeout)', () => {
+    it(`keeps ${MAX_SERVER_REQUESTS_WAITING} waiting per task and declines the rest at once, with no event for them`, async () => {
+      const id = await create(script(['flood__ask_many', { count: 500 }]), { FLOOD: 'flood' });
+      await pendingInputs(id, MAX_SERVER_REQUESTS_WAITING);
+      // Answer whatever waits until the call ends: an answer frees a place, which a request the
+      // server has not had refused yet may take.
+      let mostWaiting = 0;
+      let done: any;
+      for (;;) {
+        const { body } = await airlock.api(`/tasks/${id}`);
+        done = body.data;
+        if (['completed', 'failed', 'cancelled'].includes(done.status)) break;
+        const waiting = done.pendingInputs ?? [];
+        mostWaiting = Math.max(mostWaiting, waiting.length);
+        for (const input of waiting) await answer(id, input.requestId, { action: 'accept', content: { answer: 'yes' } });
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      done = await waitForStatus(airlock, id, ['completed'], 20_000);
+      expect(mostWaiting).to.equal(MAX_SERVER_REQUESTS_WAITING);
+      const tally = Object.fromEntries(outputs(done)[0]!.split(' ').map((pair) => pair.split('=')).map(([k, v]) => [k, Number(v)]));
+      expect(Object.keys(tally).sort(), outputs(done)[0]).to.deep.equal(['accept', 'decline']);
+      const { accept: accepted, decline: declined } = tally as { accept: number; decline: number };
+      expect(accepted + declined).to.equal(500);
+      expect(accepted).to.be.at.least(MAX_SERVER_REQUESTS_WAITING).and.below(50);
+      const frames = await eventsOf(id);
+      expect(framesOf(frames, 'input_required')).to.have.length(accepted);
+      expect(frames.length, 'events stored for the task').to.be.below(3 * 50);
     });
   });
 

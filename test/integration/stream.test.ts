@@ -129,6 +129,17 @@ describe('GET /tasks/:id/stream', () => {
     expect(text).to.equal(range(0, 99).map((i) => `${i} `).join(''));
   });
 
+  it('takes Last-Event-ID over ?after= when a request gives both, as documented', async () => {
+    const id = await finishedTask('/reply x');
+    const all = await readSse(streamUrl(id, '?after=0'), auth());
+    const lastId = all.frames.at(-1)!.id;
+    expect(lastId).to.be.at.least(3);
+    const both = await readSse(streamUrl(id, '?after=1'), { ...auth(), 'last-event-id': String(lastId - 1) });
+    expect(both.frames.map((f) => f.id)).to.deep.equal([lastId]);
+    const reversed = await readSse(streamUrl(id, `?after=${lastId - 1}`), { ...auth(), 'last-event-id': '1' });
+    expect(reversed.frames.map((f) => f.id)).to.deep.equal(range(2, lastId));
+  });
+
   it('ends a resumed stream of a finished task after the stored events, and sends nothing past the end', async () => {
     const id = await finishedTask('/reply x');
     const all = await readSse(streamUrl(id, '?after=0'), auth());

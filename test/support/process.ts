@@ -14,9 +14,9 @@ export interface AirlockProcess {
   kill(signal?: NodeJS.Signals): void;
 }
 
-/** Runs `airlock serve` with only the given environment (plus PATH), waiting until it listens. */
-export async function spawnAirlock(env: Record<string, string>, timeoutMs = 15_000): Promise<AirlockProcess> {
-  const child = spawn(process.execPath, [BIN, 'serve'], { env: { PATH: process.env.PATH ?? '', PORT: '0', HOST: '127.0.0.1', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+/** Runs `airlock serve [args]` with only the given environment (plus PATH), waiting until it listens. */
+export async function spawnAirlock(env: Record<string, string>, timeoutMs = 15_000, args: string[] = []): Promise<AirlockProcess> {
+  const child = spawn(process.execPath, [BIN, 'serve', ...args], { env: { PATH: process.env.PATH ?? '', PORT: '0', HOST: '127.0.0.1', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout!.on('data', (chunk) => (out += chunk));
   child.stderr!.on('data', (chunk) => (out += chunk));
@@ -44,14 +44,21 @@ export async function spawnAirlock(env: Record<string, string>, timeoutMs = 15_0
   };
 }
 
-/** Runs the CLI to completion. */
-export function runAirlockCli(args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
+/**
+ * Runs the CLI to completion. One still running after `timeoutMs` (a serve that should have
+ * exited) is killed by its PID, and its code is null.
+ */
+export function runAirlockCli(args: string[], env: Record<string, string>, timeoutMs = 30_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [BIN, ...args], { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (chunk) => (stdout += chunk));
     child.stderr.on('data', (chunk) => (stderr += chunk));
-    child.once('exit', (code) => resolve({ code, stdout, stderr }));
+    const timer = setTimeout(() => child.pid && process.kill(child.pid, 'SIGKILL'), timeoutMs);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
   });
 }

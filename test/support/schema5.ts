@@ -1,12 +1,14 @@
 import Database from 'better-sqlite3';
+import { downgradeToSchema6 } from './schema6.js';
 
 /**
- * Rewrites a store file of schema 6 as schema 5 had it (tasks, messages and events keyed by the
+ * Rewrites a store file of schema 7 as schema 5 had it (tasks, messages and events keyed by the
  * task's text id), so that tests can migrate a database holding rows written by real runs. Tasks
  * go in newest first, so their rowids are not in created_at order. The DDL is schema 5's, as the
  * store's migrations 1 to 5 left it.
  */
 export function downgradeToSchema5(path: string): void {
+  downgradeToSchema6(path);
   const db = new Database(path);
   try {
     db.pragma('foreign_keys = OFF');

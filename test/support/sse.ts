@@ -25,6 +25,28 @@ export interface SseClient {
   close(): void;
 }
 
+/** One block (without its blank line) in the SSE wire format, strictly: event, data, id. */
+function parseBlock(block: string): SseFrame {
+  const lines = block.split('\n');
+  if (lines.length !== 3 || !lines[0]!.startsWith('event: ') || !lines[1]!.startsWith('data: ') || !lines[2]!.startsWith('id: ')) {
+    throw new Error(`malformed SSE block: ${JSON.stringify(block)}`);
+  }
+  return { event: lines[0]!.slice(7), data: JSON.parse(lines[1]!.slice(6)), id: Number(lines[2]!.slice(4)), raw: block };
+}
+
+/** A whole SSE body, parsed strictly: every block a frame or a `:` comment, and nothing after the last blank line. */
+export function parseSseBody(body: string): { frames: SseFrame[]; comments: string[] } {
+  const blocks = body.split('\n\n');
+  if (blocks.pop() !== '') throw new Error(`SSE body does not end with a blank line: ${JSON.stringify(body.slice(-200))}`);
+  const frames: SseFrame[] = [];
+  const comments: string[] = [];
+  for (const block of blocks) {
+    if (block.startsWith(':')) comments.push(block);
+    else frames.push(parseBlock(block));
+  }
+  return { frames, comments };
+}
+
 /** Opens GET `url` and parses the SSE wire format strictly: event, data, id, blank line. */
 export function openSse(url: string, headers: Record<string, string>): Promise<SseClient> {
   return new Promise((resolve, reject) => {
@@ -51,11 +73,7 @@ export function openSse(url: string, headers: Record<string, string>): Promise<S
             comments.push(block);
             continue;
           }
-          const lines = block.split('\n');
-          if (lines.length !== 3 || !lines[0]!.startsWith('event: ') || !lines[1]!.startsWith('data: ') || !lines[2]!.startsWith('id: ')) {
-            throw new Error(`malformed SSE block: ${JSON.stringify(block)}`);
-          }
-          const frame: SseFrame = { event: lines[0]!.slice(7), data: JSON.parse(lines[1]!.slice(6)), id: Number(lines[2]!.slice(4)), raw: block };
+          const frame = parseBlock(block);
           frames.push(frame);
           for (const waiter of [...waiters]) {
             if (waiter.predicate(frame)) {

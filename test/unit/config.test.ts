@@ -110,6 +110,16 @@ describe('loadConfig', () => {
       expect(overridden.model).to.include({ name: 'env-model', maxTokens: 100 });
     });
 
+    it('lets the command line\'s --port, --host and --data-dir win over the environment and the file', () => {
+      const path = configFile({ server: { host: '0.0.0.0', port: 9000 }, dataDir: 'file-data' });
+      const env = { AIRLOCK_CONFIG: path, HOST: '10.0.0.1', PORT: '7000', AIRLOCK_DATA_DIR: '/var/airlock' };
+      expect(loadConfig(env, cwd, { port: '6000', host: '::1', dataDir: 'flag-data' })).to.include({ port: 6000, host: '::1', dataDir: join(cwd, 'flag-data') });
+      // A flag not given leaves the setting to the environment.
+      expect(loadConfig(env, cwd, { port: '6000' })).to.include({ port: 6000, host: '10.0.0.1', dataDir: '/var/airlock' });
+      const error = configError(() => loadConfig(env, cwd, { port: '70000', host: '', dataDir: '' }));
+      expect(error.problems).to.include.members(['--port must be an integer from 0 to 65535 (got "70000")', '--host needs a value', '--data-dir needs a value']);
+    });
+
     it('sets upload limits, archive caps and workspace retention, field by field', () => {
       const path = configFile({ uploads: { maxFileBytes: 1024, archives: { maxEntries: 5 } }, workspaces: { retentionMs: 86_400_000 } });
       const config = loadConfig({ AIRLOCK_CONFIG: path }, cwd);

@@ -123,10 +123,11 @@ describe('docs stay in sync with the code', () => {
     const METHOD = '(get|post|put|patch|delete)';
     const routesSource = read('src/api/taskRoutes.ts');
     const appSource = read('src/api/app.ts');
+    const healthSource = read('src/api/health.ts');
     const prefix = /new Router\(\s*\{\s*prefix:\s*'([^']+)'/.exec(appSource)?.[1] ?? '';
     const registered = [
       ...[...routesSource.matchAll(new RegExp(`\\brouter\\.${METHOD}\\(\\s*'([^']+)'`, 'g'))].map((m) => `${m[1]!.toUpperCase()} ${prefix}${m[2]}`),
-      ...[...appSource.matchAll(/\bHEALTHZ_PATH = '([^']+)'/g)].map((m) => `GET ${m[1]}`),
+      ...[...healthSource.matchAll(/\b[A-Z]+_PATH = '([^']+)'/g)].map((m) => `GET ${m[1]}`),
     ];
     const documented = findTable(apiDoc, ['method', 'path']).map((row) => `${plain(row[0] ?? '').toUpperCase()} ${plain(row[1] ?? '')}`);
 
@@ -134,6 +135,7 @@ describe('docs stay in sync with the code', () => {
       expect(prefix).to.equal('/api/v1');
       expect(registered).to.include('POST /api/v1/tasks');
       expect(registered).to.include('GET /healthz');
+      expect(registered).to.include('GET /readyz');
     });
 
     it('documents every registered route in the route table', () => {
@@ -157,7 +159,8 @@ describe('docs stay in sync with the code', () => {
     const source = read('src/config.ts');
     const NAME = '([A-Z][A-Z0-9_]*)';
     // Read directly (env.X, env['X']) or through a local helper that reads env[name] (int('PORT', …)).
-    const helpers = [...source.matchAll(/const\s+(\w+)\s*=\s*\(\s*(\w+)\s*:[^)]*\)[^{]*=>\s*\{[^}]*?\benv\[\s*(\w+)\s*\]/g)]
+    // The read may be in the body or a parameter's default (`raw = env[name]`).
+    const helpers = [...source.matchAll(/const\s+(\w+)\s*=\s*\(\s*(\w+)\s*:(?:[^)]*?|[^)]*\)[^{]*=>\s*\{[^}]*?)\benv\[\s*(\w+)\s*\]/g)]
       .filter((m) => m[2] === m[3])
       .map((m) => m[1]!);
     const readVars = new Set<string>([

@@ -37,7 +37,7 @@ describe('InputRequests', () => {
     taskId = randomUUID();
     const now = new Date().toISOString();
     const task: TaskRecord = {
-      id: taskId, projectId: 'default', apiKeyId: null, endUserId: null, sessionId: randomUUID(), conversationId: randomUUID(),
+      id: taskId, projectId: 'default', apiKeyId: null, endUserId: null, username: null, sessionId: randomUUID(), conversationId: randomUUID(),
       status: 'running', message: 'm', systemPrompt: null, showInHistory: true, autoExecute: true, env: null, error: null,
       usage: { inputTokens: 0, outputTokens: 0, turns: 0 }, createdAt: now, startedAt: now, completedAt: null, lastActivityAt: now, messageCount: 0, runStartSeq: 0, secretKeys: [],
     };

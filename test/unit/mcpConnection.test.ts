@@ -98,7 +98,7 @@ describe('McpConnection', () => {
         const echoConnection = connection('echo', { type: 'http', url: echo.url });
         const requests = countListTools(await echoConnection.connect());
         const first = await echoConnection.listTools();
-        expect(first.map((tool) => tool.name).sort()).to.deep.equal(['echo', 'fail', 'slow_progress', 'structured', 'whoami']);
+        expect(first.map((tool) => tool.name).sort()).to.deep.equal(['echo', 'fail', 'flood_progress', 'slow_progress', 'structured', 'whoami']);
         const second = await echoConnection.listTools();
         expect(second).to.deep.equal(first);
         expect(requests()).to.equal(1);

@@ -111,7 +111,7 @@ describe('mcpToolRouter', () => {
       it('lists a server\'s tools as <server>__<tool> and calls them', async () => {
         const session = await open(router({ echo: { type: 'http', url: echo.url } }), request().request);
         const names = (await session.listTools()).map((tool) => tool.name).sort();
-        expect(names).to.deep.equal(['echo__echo', 'echo__fail', 'echo__slow_progress', 'echo__structured', 'echo__whoami']);
+        expect(names).to.deep.equal(['echo__echo', 'echo__fail', 'echo__flood_progress', 'echo__slow_progress', 'echo__structured', 'echo__whoami']);
         const result = await call(session, 'echo__echo', { text: 'hello' });
         expect(result).to.deep.equal({ content: [{ type: 'text', text: 'hello' }], isError: false, server: 'echo' });
         expect(session.serverOf('echo__echo')).to.equal('echo');
@@ -124,7 +124,7 @@ describe('mcpToolRouter', () => {
 
       it('drops the tools excludeTools names, and they cannot be called', async () => {
         const session = await open(router({ echo: { type: 'http', url: echo.url, excludeTools: ['fail', 'who*'] } }), request().request);
-        expect((await session.listTools()).map((tool) => tool.name).sort()).to.deep.equal(['echo__echo', 'echo__slow_progress', 'echo__structured']);
+        expect((await session.listTools()).map((tool) => tool.name).sort()).to.deep.equal(['echo__echo', 'echo__flood_progress', 'echo__slow_progress', 'echo__structured']);
         const result = await call(session, 'echo__whoami');
         expect(result.isError).to.equal(true);
         expect(textOf(result)).to.match(/Unknown tool/);

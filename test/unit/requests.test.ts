@@ -39,8 +39,16 @@ describe('parseCreateTask', () => {
     expect(parseCreateTask(multipart({ message: 'm', showInHistory: '0', autoExecute: '1' }))).to.include({ showInHistory: false, autoExecute: true });
   });
 
+  // Python's str(True) is "True": clients of the hosted API send booleans in any case.
+  it('reads "true" and "false" in any case', () => {
+    for (const [value, expected] of [['True', true], ['TRUE', true], ['tRuE', true], ['False', false], ['FALSE', false], ['fAlSe', false]] as const) {
+      expect(parseCreateTask(multipart({ message: 'm', showInHistory: value, autoExecute: value })), value).to.include({ showInHistory: expected, autoExecute: expected });
+    }
+    expect(parseListQuery({ includeHidden: 'True' })).to.include({ includeHidden: true });
+  });
+
   it('refuses other strings for a multipart boolean', () => {
-    for (const value of ['yes', 'TRUE', '', 'on']) {
+    for (const value of ['yes', '', 'on', ' true', 'true ', '01', 'truee']) {
       const err = serviceError(() => parseCreateTask(multipart({ message: 'm', autoExecute: value })));
       expect(err.code, value).to.equal('VALIDATION_ERROR');
       expect(details(err).map((d) => d.path), value).to.include('/autoExecute');
@@ -68,13 +76,13 @@ describe('parseCreateTask', () => {
     expect(err.message).to.include('files').and.to.include('env/secrets');
   });
 
-  it('lists every bad key of env and secrets in INVALID_ENV, and never a value', () => {
+  it('lists every bad key of env and secrets in a VALIDATION_ERROR, and never a value', () => {
     const err = serviceError(() => parseCreateTask(json({
       message: 'm',
       env: { GOOD: 'fine', '1BAD': 'env-value-1', 'has-dash': 'env-value-2' },
       secrets: { NOT_STRING: 12345, 'sp ace': 'secret-value-3', OK: 'secret-value-4' },
     })));
-    expect(err.code).to.equal('INVALID_ENV');
+    expect(err.code).to.equal('VALIDATION_ERROR');
     expect(details(err).map((d) => d.path)).to.have.members(['/env/1BAD', '/env/has-dash', '/secrets/NOT_STRING', '/secrets/sp ace']);
     const shown = JSON.stringify({ message: err.message, details: err.details });
     for (const value of ['env-value-1', 'env-value-2', '12345', 'secret-value-3', 'secret-value-4', 'fine']) expect(shown).not.to.include(value);
@@ -117,12 +125,12 @@ describe('parseFollowUp', () => {
 });
 
 describe('parseListQuery', () => {
-  it('defaults to limit 50, offset 0, hidden tasks excluded, no status filter', () => {
-    expect(parseListQuery({})).to.deep.equal({ limit: 50, offset: 0, includeHidden: false });
+  it('defaults to limit 50, offset 0, hidden tasks excluded, no status filter, the caller\'s own tasks', () => {
+    expect(parseListQuery({})).to.deep.equal({ limit: 50, offset: 0, includeHidden: false, scope: 'own' });
   });
 
   it('reads numbers, booleans and a status from query strings', () => {
-    expect(parseListQuery({ limit: '100', offset: '20', includeHidden: 'true', status: 'failed' })).to.deep.equal({ limit: 100, offset: 20, includeHidden: true, status: 'failed' });
+    expect(parseListQuery({ limit: '100', offset: '20', includeHidden: 'true', status: 'failed', scope: 'project' })).to.deep.equal({ limit: 100, offset: 20, includeHidden: true, status: 'failed', scope: 'project' });
     expect(parseListQuery({ limit: '1', includeHidden: '0' })).to.include({ limit: 1, includeHidden: false });
   });
 

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { attribute } from '../../src/mcp/serverRequests.js';
+import { attribute, ServerRequestBudget, ThrottledReport } from '../../src/mcp/serverRequests.js';
 import type { ActiveCall, ServerRequestHandler } from '../../src/mcp/serverRequests.js';
 
 // A handler that fails loudly: attribution never calls it.
@@ -41,5 +41,58 @@ describe('attribute (server request → call)', () => {
   it('refuses when no call is in flight', () => {
     const result = attribute(undefined, []);
     expect(result.kind === 'none' && result.reason).to.match(/no tool call is in flight/);
+  });
+});
+
+describe('ServerRequestBudget and ThrottledReport', () => {
+  // What `enter` decided, short: a delay in ms, or 'refused'.
+  const admit = (budget: ServerRequestBudget, owner: string) => {
+    const admission = budget.enter(owner);
+    return admission.kind === 'refused' ? 'refused' : admission.delayMs;
+  };
+
+  it('lets each owner have `waiting` requests waiting, and a place frees when one leaves', () => {
+    const budget = new ServerRequestBudget({ waiting: 2, burst: 100, perSecond: 1 }, () => 0);
+    expect([admit(budget, 'a'), admit(budget, 'a'), admit(budget, 'a'), admit(budget, 'b')]).to.deep.equal([0, 0, 'refused', 0]);
+    budget.leave('a');
+    expect(admit(budget, 'a')).to.equal(0);
+    expect(admit(budget, 'a')).to.equal('refused');
+  });
+
+  it('admits a burst at once, then makes each request wait its turn at the rate, and refills with time', () => {
+    let clock = 0;
+    const budget = new ServerRequestBudget({ waiting: 4, burst: 3, perSecond: 2 }, () => clock);
+    const answered = (owner: string) => {
+      const delay = admit(budget, owner);
+      budget.leave(owner);
+      return delay;
+    };
+    expect([answered('a'), answered('a'), answered('a')]).to.deep.equal([0, 0, 0]);
+    // Past the burst, one request each 500 ms; each waiting request also holds a place.
+    expect([admit(budget, 'a'), admit(budget, 'a')]).to.deep.equal([500, 1_000]);
+    budget.leave('a');
+    budget.leave('a');
+    expect(answered('b'), 'another owner has its own burst').to.equal(0);
+    clock = 10_000;
+    expect([answered('a'), answered('a'), answered('a'), answered('a')]).to.deep.equal([0, 0, 0, 500]);
+  });
+
+  it('gives the turn back of a request withdrawn while it waited', () => {
+    const budget = new ServerRequestBudget({ waiting: 4, burst: 1, perSecond: 1 }, () => 0);
+    expect(admit(budget, 'a')).to.equal(0);
+    budget.leave('a');
+    expect(admit(budget, 'a')).to.equal(1_000);
+    budget.leave('a', true);
+    expect(admit(budget, 'a'), 'the withdrawn one cost nothing').to.equal(1_000);
+  });
+
+  it('reports at most once per interval and counts what it left out', () => {
+    let clock = 0;
+    const seen: object[] = [];
+    const report = new ThrottledReport<{ n: number }>((entry) => seen.push(entry), 10_000, () => clock);
+    for (let n = 1; n <= 1_000; n++) report.offer({ n });
+    clock = 10_000;
+    report.offer({ n: 1_001 });
+    expect(seen).to.deep.equal([{ n: 1 }, { n: 1_001, skipped: 999 }]);
   });
 });

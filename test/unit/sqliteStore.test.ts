@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { expect } from 'chai';
-import { SqliteStore } from '../../src/store/sqliteStore.js';
+import { SCHEMA_VERSION, SqliteStore } from '../../src/store/sqliteStore.js';
 import type { TaskRecord } from '../../src/store/store.js';
 import { rejection, waitFor } from '../support/harness.js';
 import { downgradeToSchema5 } from '../support/schema5.js';
@@ -13,7 +13,7 @@ import { downgradeToSchema5 } from '../support/schema5.js';
 function newTask(id = randomUUID()): TaskRecord {
   const now = new Date().toISOString();
   return {
-    id, projectId: 'default', apiKeyId: 'key-1', endUserId: null, sessionId: randomUUID(), conversationId: randomUUID(),
+    id, projectId: 'default', apiKeyId: 'key-1', endUserId: null, username: null, sessionId: randomUUID(), conversationId: randomUUID(),
     status: 'pending', message: 'hello', systemPrompt: null, showInHistory: true, autoExecute: true, env: null, error: null,
     usage: { inputTokens: 0, outputTokens: 0, turns: 0 }, createdAt: now, startedAt: null, completedAt: null,
     lastActivityAt: now, messageCount: 0, runStartSeq: 0, secretKeys: [],
@@ -134,6 +134,23 @@ describe('SqliteStore', () => {
       expect((await store.listMessages(task.id)).map((m) => m.content)).to.deep.equal(['hello']);
       expect((await store.getTask(task.id))!.messageCount).to.equal(1);
       expect((await store.listMessages(other.id)).map((m) => m.content)).to.deep.equal(['hello', 'reply']);
+    });
+  });
+
+  describe('#appendMessage() counting', () => {
+    it('keeps every turn record in order and counts a run\'s consecutive assistant records once, as history shows them', async () => {
+      const task = newTask();
+      await store.createTask(task, firstMessage('first'));
+      const append = (role: 'user' | 'assistant', content: string) => store.appendMessage({ id: randomUUID(), taskId: task.id, role, content, createdAt: new Date().toISOString() });
+      await append('assistant', '');
+      await append('assistant', 'turn 2');
+      expect((await store.getTask(task.id))!.messageCount).to.equal(2);
+      await append('user', 'follow-up');
+      await append('assistant', 'answer');
+      expect((await store.getTask(task.id))!.messageCount).to.equal(4);
+      expect((await store.listMessages(task.id)).map((m) => m.content)).to.deep.equal(['first', '', 'turn 2', 'follow-up', 'answer']);
+      const positions = otherConnection((db) => db.prepare('SELECT position FROM messages WHERE task_no = (SELECT no FROM tasks WHERE id = ?) ORDER BY position').all(task.id));
+      expect(positions).to.deep.equal([0, 1, 2, 3, 4].map((position) => ({ position })));
     });
   });
 
@@ -276,7 +293,7 @@ describe('SqliteStore', () => {
 
     store = new SqliteStore(path);
     expect([await read(later.id), await read(earlier.id)]).to.deep.equal(before);
-    expect(otherConnection((db) => db.pragma('user_version', { simple: true }))).to.equal(6);
+    expect(otherConnection((db) => db.pragma('user_version', { simple: true }))).to.equal(SCHEMA_VERSION);
     expect(otherConnection((db) => db.prepare('SELECT id FROM tasks ORDER BY no').all())).to.deep.equal([{ id: earlier.id }, { id: later.id }]);
     // Replay from a sequence, and the next event, message and decision of each task.
     expect((await store.listEvents(later.id, 2, 100)).map((e) => e.type)).to.deep.equal(['tool_call']);

@@ -12,7 +12,7 @@ import { rejection } from '../support/harness.js';
 function taskRecord(id = randomUUID()): TaskRecord {
   const now = new Date().toISOString();
   return {
-    id, projectId: 'default', apiKeyId: null, endUserId: null, sessionId: randomUUID(), conversationId: randomUUID(), status: 'pending',
+    id, projectId: 'default', apiKeyId: null, endUserId: null, username: null, sessionId: randomUUID(), conversationId: randomUUID(), status: 'pending',
     message: 'hello', systemPrompt: null, showInHistory: true, autoExecute: true, env: { A: 'b' }, error: null,
     usage: { inputTokens: 0, outputTokens: 0, turns: 0 }, createdAt: now, startedAt: null, completedAt: null, lastActivityAt: now,
     messageCount: 0, runStartSeq: 0, secretKeys: [],
@@ -105,9 +105,11 @@ describe('ThreadedStore (the SqliteStore on a worker thread)', () => {
   it('fails every waiting and later call if the thread dies, rather than hang, and says so once', async () => {
     const failures: Error[] = [];
     const dying = await ThreadedStore.open(join(dir, 'dying.db'), { onFailure: (err) => failures.push(err) });
+    await dying.ping();
     const waiting = dying.listTasks({ projectId: 'default', includeHidden: true, limit: 10, offset: 0 });
     await (dying as unknown as { worker: { terminate(): Promise<number> } }).worker.terminate();
     expect(String(await rejection(waiting))).to.match(/store thread exited/);
+    expect(String(await rejection(dying.ping()))).to.match(/store thread exited/);
     expect(String(await rejection(dying.getTask(randomUUID())))).to.match(/store thread exited/);
     expect(failures.map((err) => err.message)).to.deep.equal(['the store thread exited']);
     await dying.close();

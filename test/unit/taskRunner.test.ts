@@ -98,7 +98,7 @@ describe('TaskRunner', () => {
     session.addSecrets(secrets);
     const now = new Date().toISOString();
     const task: TaskRecord = {
-      id, projectId: 'default', apiKeyId: 'key-1', endUserId: null, sessionId: session.sessionId, conversationId: randomUUID(),
+      id, projectId: 'default', apiKeyId: 'key-1', endUserId: null, username: null, sessionId: session.sessionId, conversationId: randomUUID(),
       status: 'pending', message: session.scrubber.text(message), systemPrompt: null, showInHistory: true, autoExecute: true,
       env: null, error: null, usage: { inputTokens: 0, outputTokens: 0, turns: 0 }, createdAt: now, startedAt: null,
       completedAt: null, lastActivityAt: now, messageCount: 0, runStartSeq: 0, secretKeys: Object.keys(secrets),

@@ -52,7 +52,7 @@ describe('TaskServerRequests', () => {
     waits = [];
     const now = new Date().toISOString();
     task = {
-      id: randomUUID(), projectId: 'default', apiKeyId: null, endUserId: null, sessionId: randomUUID(), conversationId: randomUUID(),
+      id: randomUUID(), projectId: 'default', apiKeyId: null, endUserId: null, username: null, sessionId: randomUUID(), conversationId: randomUUID(),
       status: 'running', message: 'm', systemPrompt: null, showInHistory: true, autoExecute: true, env: null, error: null,
       usage: { inputTokens: 100, outputTokens: 50, turns: 3 }, createdAt: now, startedAt: now, completedAt: null, lastActivityAt: now, messageCount: 0, runStartSeq: 0, secretKeys: [],
     };

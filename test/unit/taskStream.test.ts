@@ -89,7 +89,7 @@ class HookedStore extends SqliteStore {
 }
 
 describe('TaskStreams', () => {
-  const principal: Principal = { kind: 'apiKey', projectId: 'default', apiKeyId: 'key-1' };
+  const principal: Principal = { kind: 'apiKey', projectId: 'default', apiKeyId: 'key-1', keyName: null };
   let store: HookedStore;
   let bus: InProcessEventBus;
   let events: EventLog;
@@ -124,7 +124,7 @@ describe('TaskStreams', () => {
     const id = randomUUID();
     const now = new Date().toISOString();
     const task: TaskRecord = {
-      id, projectId, apiKeyId: 'key-1', endUserId: null, sessionId: randomUUID(), conversationId: randomUUID(),
+      id, projectId, apiKeyId: 'key-1', endUserId: null, username: null, sessionId: randomUUID(), conversationId: randomUUID(),
       status, message: 'hello', systemPrompt: null, showInHistory: true, autoExecute: true, env: null, error: null,
       usage: { inputTokens: 0, outputTokens: 0, turns: 0 }, createdAt: now, startedAt: now, completedAt: null,
       lastActivityAt: now, messageCount: 0, runStartSeq: 0, secretKeys: [],
@@ -316,6 +316,16 @@ describe('TaskStreams', () => {
 });
 
 describe('formatSseEvent', () => {
+  // The hosted API's Python sample strips the prefix with line.replace('data: ', ''), every occurrence.
+  it('writes a "data: " inside a string with an escaped space, so that a client removing every "data: " reads the same value', () => {
+    const data = { text: 'the data: 42, and data:  twice data: ', 'data: key': 'x' };
+    const line = formatSseEvent({ event: 'content', data, id: 1 }).split('\n')[1]!;
+    expect(line.indexOf('data: ')).to.equal(0);
+    expect(line.lastIndexOf('data: ')).to.equal(0);
+    expect(JSON.parse(line.replaceAll('data: ', ''))).to.deep.equal(data);
+    expect(JSON.parse(line.slice('data: '.length))).to.deep.equal(data);
+  });
+
   it('writes event, one line of JSON data, id and a blank line', () => {
     expect(formatSseEvent({ event: 'status', data: { status: 'running' }, id: 3 })).to.equal('event: status\ndata: {"status":"running"}\nid: 3\n\n');
   });

@@ -33,7 +33,7 @@ describe('WorkspaceRetention', () => {
     const id = randomUUID();
     const stamp = new Date(NOW - 48 * HOUR).toISOString();
     const record: TaskRecord = {
-      id, projectId: 'default', apiKeyId: 'key-1', endUserId: null, sessionId: randomUUID(), conversationId: randomUUID(),
+      id, projectId: 'default', apiKeyId: 'key-1', endUserId: null, username: null, sessionId: randomUUID(), conversationId: randomUUID(),
       status, message: 'hello', systemPrompt: null, showInHistory: true, autoExecute: true, env: null, error: null,
       usage: { inputTokens: 0, outputTokens: 0, turns: 0 }, createdAt: stamp, startedAt: stamp,
       completedAt: hoursAgo === null ? null : new Date(NOW - hoursAgo * HOUR).toISOString(),
