@@ -31,7 +31,7 @@ export interface FuzzWorld {
 /** Every route of API.md, the body each takes, and its query parameters. */
 export const FUZZ_ROUTES: { method: string; path: string; body?: 'create' | 'followUp' | 'approve' | 'input'; query: string[] }[] = [
   { method: 'POST', path: '/api/v1/tasks', body: 'create', query: [] },
-  { method: 'GET', path: '/api/v1/tasks', query: ['limit', 'offset', 'includeHidden', 'status', 'scope'] },
+  { method: 'GET', path: '/api/v1/tasks', query: ['limit', 'offset', 'includeHidden', 'status', 'scope', 'cursor'] },
   { method: 'GET', path: '/api/v1/tasks/:id', query: [] },
   { method: 'POST', path: '/api/v1/tasks/:id/messages', body: 'followUp', query: [] },
   { method: 'DELETE', path: '/api/v1/tasks/:id', query: [] },
@@ -44,6 +44,7 @@ export const FUZZ_ROUTES: { method: string; path: string; body?: 'create' | 'fol
   { method: 'GET', path: '/api/v1/tasks/:id/artifacts/download', query: ['path'] },
   { method: 'GET', path: '/api/v1/tasks/:id/artifacts/archive', query: [] },
   { method: 'GET', path: '/healthz', query: [] },
+  { method: 'GET', path: '/readyz', query: [] },
 ];
 
 const MAX_URL_CHARS = 8_000;
@@ -54,7 +55,9 @@ const STRINGS = ['', ' ', 'x', '/reply fuzz', '/reply a\nb', '/fail fuzzed', '/c
 const KEYS = ['message', 'env', 'secrets', 'args', 'content', 'outcome', 'action', 'reason', '__proto__', 'constructor', 'prototype', 'toString', '', 'a/b~c', '1', 'A_B', '9BAD', 'é', 'x'.repeat(300)];
 const NUMBERS = [0, -0, 1, -1, 1.5, 1e308, -1e308, 2 ** 53 + 1, 100, 101];
 const QUERY_VALUES = ['', '0', '1', '-1', '50', '101', '1e3', '0x10', 'true', 'false', 'TRUE', 'null', 'pending', 'running', 'project', 'key', 'uploads/a.txt', 'uploads', '..', '../x', '/etc/passwd',
-  '%00', '%zz', '%', '%C0%AF', '%E2%80%AE', encodeURIComponent('é'), 'a'.repeat(300), 'b'.repeat(5000), `${'c/'.repeat(2100)}d`, '__proto__', '9007199254740993'];
+  '%00', '%zz', '%', '%C0%AF', '%E2%80%AE', encodeURIComponent('é'), 'a'.repeat(300), 'b'.repeat(5000), `${'c/'.repeat(2100)}d`, '__proto__', '9007199254740993',
+  // Cursors of GET /tasks: base64url JSON of the right shape with wrong values, and of others.
+  ...['["2026-01-01T00:00:00.000Z",1,0]', '["2026-01-01T00:00:00.000Z",-1,1e300]', '["x",1,2]', '[1,2,3]', '{"a":1}', '[[[[[]]]]]', 'null'].map((json) => Buffer.from(json).toString('base64url'))];
 const SEGMENTS = ['', 'not-a-uuid', '..', '%2e%2e', '%2F', '%', '%zz', '%00', '%C0%AF', 'a'.repeat(3000), encodeURIComponent('ünï'), '00000000-0000-0000-0000-000000000000', '__proto__', 'toolu_scripted_1', 'apr_x'];
 const CONTENT_TYPES = ['application/json', 'application/json; charset=utf-8', 'application/json; charset=latin1', 'application/vnd.airlock+json', 'APPLICATION/JSON', 'application/jsonx', 'text/plain',
   'application/x-www-form-urlencoded', 'multipart/form-data', 'multipart/form-data; boundary=', 'multipart/mixed; boundary=b', 'application/octet-stream', '*/*', ';;', 'x'];
