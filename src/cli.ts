@@ -184,7 +184,7 @@ async function keysCreate(values: Values, out: Out): Promise<number> {
   const config = keysConfig(values);
   if (!project) throw new UsageError('keys create needs --project <name>', `airlock ${COMMANDS['keys create']!.usage}`);
   if (!config.projects[project]) throw new ServiceError('VALIDATION_ERROR', `No project "${project}" in the configuration (known: ${Object.keys(config.projects).join(', ')})`);
-  const { createApiKey, parseDuration } = await import('./runtime/apiKeys.js');
+  const { createApiKey, parseDuration } = await import('./runtime/security/apiKeys.js');
   const expiresIn = str(values['expires-in']);
   const expiresInMs = expiresIn ? parseDuration(expiresIn) : undefined;
   const store = await openStore(config);

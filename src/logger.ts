@@ -1,6 +1,6 @@
 import pino from 'pino';
 import type { DestinationStream, Logger } from 'pino';
-import type { SecretRegistry } from './runtime/scrubber.js';
+import type { SecretRegistry } from './runtime/security/scrubber.js';
 
 /**
  * Structured JSON logs. Every line passes through the secret registry on its way out, so a

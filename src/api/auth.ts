@@ -1,8 +1,8 @@
 import type { Context, Next } from 'koa';
 import { jwtVerify, errors as joseErrors } from 'jose';
 import { ServiceError } from '../errors.js';
-import { API_KEY_PATTERN, ApiKeyVerifier } from '../runtime/apiKeys.js';
-import type { Principal } from '../runtime/principal.js';
+import { API_KEY_PATTERN, ApiKeyVerifier } from '../runtime/security/apiKeys.js';
+import type { Principal } from '../runtime/security/principal.js';
 import type { Store } from '../store/store.js';
 
 /** The audience Airlock's widget JWTs carry. */

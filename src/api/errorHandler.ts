@@ -1,7 +1,7 @@
 import type { Context, Next } from 'koa';
 import { ServiceError } from '../errors.js';
-import type { Scrubber } from '../runtime/scrubber.js';
-import { taskLog } from '../runtime/taskLog.js';
+import type { Scrubber } from '../runtime/security/scrubber.js';
+import { taskLog } from '../runtime/events/taskLog.js';
 import { requestLog } from './requestLog.js';
 
 /**

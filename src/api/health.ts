@@ -1,6 +1,6 @@
 import type { Context, Next } from 'koa';
 import { ServiceError } from '../errors.js';
-import type { ReadinessReport } from '../runtime/readiness.js';
+import type { ReadinessReport } from '../runtime/tasks/readiness.js';
 
 /** GET (and HEAD) of liveness: answered from memory, touching nothing that could hang. */
 export const HEALTHZ_PATH = '/healthz';

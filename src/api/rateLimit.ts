@@ -1,6 +1,6 @@
 import type { Context, Next } from 'koa';
 import { ServiceError } from '../errors.js';
-import type { Principal } from '../runtime/principal.js';
+import type { Principal } from '../runtime/security/principal.js';
 
 export interface RateLimitOptions {
   /** Sustained requests per minute per caller. */

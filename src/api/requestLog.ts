@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Context, Next } from 'koa';
 import type { Logger } from 'pino';
-import type { Principal } from '../runtime/principal.js';
+import type { Principal } from '../runtime/security/principal.js';
 
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,128}$/;
 

@@ -2,8 +2,8 @@ import { Ajv } from 'ajv';
 import type { ErrorObject, ValidateFunction } from 'ajv';
 import { ServiceError } from '../errors.js';
 import type { FieldProblem } from '../errors.js';
-import type { InputAction } from '../runtime/inputRequests.js';
-import type { CreateTaskInput, FollowUpInput } from '../runtime/taskService.js';
+import type { InputAction } from '../runtime/approvals/inputRequests.js';
+import type { CreateTaskInput, FollowUpInput } from '../runtime/tasks/taskService.js';
 import type { TaskListPosition, TaskStatus } from '../store/store.js';
 import { decodeListCursor, MAX_CURSOR_CHARS } from './listCursor.js';
 

@@ -1,5 +1,5 @@
 import type { ServerResponse } from 'node:http';
-import type { StreamFrame, StreamSink } from '../runtime/taskStream.js';
+import type { StreamFrame, StreamSink } from '../runtime/tasks/taskStream.js';
 
 /**
  * The one place SSE is formatted (API.md section 5): exactly `event:`, `data:` (one line of JSON),

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { SignJWT } from 'jose';
-import { createApiKey } from '../../src/runtime/apiKeys.js';
+import { createApiKey } from '../../src/runtime/security/apiKeys.js';
 import { startTestAirlock, waitFor } from '../support/harness.js';
 import type { TestAirlock } from '../support/harness.js';
 

@@ -4,7 +4,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createApiKey } from '../../src/runtime/apiKeys.js';
+import { createApiKey } from '../../src/runtime/security/apiKeys.js';
 import { SqliteStore } from '../../src/store/sqliteStore.js';
 import { BIN, runAirlockCli } from '../support/process.js';
 import { removeDataDir } from '../support/removeDataDir.js';

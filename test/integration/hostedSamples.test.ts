@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
-import { EVENT_TYPES, REPLAY_EVENT_TYPES } from '../../src/runtime/events.js';
+import { EVENT_TYPES, REPLAY_EVENT_TYPES } from '../../src/runtime/events/events.js';
 import { startTestAirlock, waitForStatus } from '../support/harness.js';
 import type { TestAirlock } from '../support/harness.js';
 import { processSSEStream } from '../support/hostedNodeSample.js';

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { createApiKey } from '../../src/runtime/apiKeys.js';
+import { createApiKey } from '../../src/runtime/security/apiKeys.js';
 import { startTestAirlock, waitFor, waitForStatus } from '../support/harness.js';
 import type { TestAirlock } from '../support/harness.js';
 

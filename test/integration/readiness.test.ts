@@ -6,7 +6,7 @@ import type { Worker } from 'node:worker_threads';
 import { expect } from 'chai';
 import pino from 'pino';
 import { loadConfig } from '../../src/config.js';
-import { Readiness } from '../../src/runtime/readiness.js';
+import { Readiness } from '../../src/runtime/tasks/readiness.js';
 import { startSandbox } from '../../src/sandbox/sandboxMode.js';
 import { ThreadedStore } from '../../src/store/storeThread.js';
 import { startTestAirlock } from '../support/harness.js';

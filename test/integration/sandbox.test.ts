@@ -7,7 +7,7 @@ import { echoStdioCommand } from '../../fixtures/mcp/echoServer.js';
 import { listenOnLoopback } from '../../fixtures/mcp/fixtureSupport.js';
 import type { LoopbackListener } from '../../fixtures/mcp/fixtureSupport.js';
 import { ConfigError } from '../../src/config.js';
-import { createApiKey } from '../../src/runtime/apiKeys.js';
+import { createApiKey } from '../../src/runtime/security/apiKeys.js';
 import { rejection, startTestAirlock, waitFor, waitForStatus } from '../support/harness.js';
 import type { TestAirlock } from '../support/harness.js';
 import { script } from '../support/mcpHarness.js';

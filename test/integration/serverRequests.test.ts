@@ -8,7 +8,7 @@ import type { AskHttpServer } from '../../fixtures/mcp/askServer.js';
 import { startEverything } from '../../fixtures/mcp/everything.js';
 import { startModernHttpServer } from '../../fixtures/mcp/modernServer.js';
 import type { ModernHttpServer } from '../../fixtures/mcp/modernServer.js';
-import { createApiKey } from '../../src/runtime/apiKeys.js';
+import { createApiKey } from '../../src/runtime/security/apiKeys.js';
 import { startTestAirlock, waitFor, waitForStatus } from '../support/harness.js';
 import type { TestAirlock } from '../support/harness.js';
 import { MAX_SERVER_REQUESTS_WAITING } from '../../src/mcp/serverRequests.js';

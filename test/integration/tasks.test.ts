@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import { SqliteStore } from '../../src/store/sqliteStore.js';
-import { hashApiKey } from '../../src/runtime/apiKeys.js';
+import { hashApiKey } from '../../src/runtime/security/apiKeys.js';
 import { startTestAirlock, waitFor, waitForStatus } from '../support/harness.js';
 import type { TestAirlock } from '../support/harness.js';
 import { FakeToolRouter, RecordingModel, text } from '../support/fakes.js';

@@ -1,6 +1,6 @@
 import type { ModelClient, ModelRequest, ModelStreamEvent, ToolDefinition } from '../../src/model/modelClient.js';
 import { ScriptedModelClient } from '../../src/model/scriptedModelClient.js';
-import type { ToolCallContext, ToolCallRequest, ToolResult, ToolRouter, ToolSession, ToolSessionRequest } from '../../src/runtime/toolRouter.js';
+import type { ToolCallContext, ToolCallRequest, ToolResult, ToolRouter, ToolSession, ToolSessionRequest } from '../../src/runtime/tools/toolRouter.js';
 
 export type FakeToolHandler = (args: Record<string, unknown>, context: ToolCallContext & { variables: Record<string, string> }) => Promise<ToolResult> | ToolResult;
 

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { API_KEY_CACHE_TTL_MS, ApiKeyVerifier, createApiKey, generateApiKey } from '../../src/runtime/apiKeys.js';
+import { API_KEY_CACHE_TTL_MS, ApiKeyVerifier, createApiKey, generateApiKey } from '../../src/runtime/security/apiKeys.js';
 import { SqliteStore } from '../../src/store/sqliteStore.js';
 
 /** A store that counts key lookups, so a test can tell a remembered key from a looked-up one. */

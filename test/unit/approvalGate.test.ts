@@ -3,8 +3,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'chai';
-import { ApprovalGate } from '../../src/runtime/approvalGate.js';
-import { Scrubber } from '../../src/runtime/scrubber.js';
+import { ApprovalGate } from '../../src/runtime/approvals/approvalGate.js';
+import { Scrubber } from '../../src/runtime/security/scrubber.js';
 import type { TaskRecord } from '../../src/store/store.js';
 import { ThreadedStore } from '../../src/store/storeThread.js';
 

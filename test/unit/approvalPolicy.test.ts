@@ -1,7 +1,8 @@
 import { expect } from 'chai';
 import type { ProjectConfig, ToolPolicyRule } from '../../src/config.js';
-import { decide, decideSampling, globMatch } from '../../src/runtime/approvalPolicy.js';
-import type { ToolInfo } from '../../src/runtime/toolRouter.js';
+import { decide, decideSampling } from '../../src/runtime/approvals/approvalPolicy.js';
+import { globMatch } from '../../src/runtime/tools/namePatterns.js';
+import type { ToolInfo } from '../../src/runtime/tools/toolRouter.js';
 
 type Tool = Pick<ToolInfo, 'server' | 'tool' | 'annotations'>;
 

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { conversationFromMessages, MAX_LISTED_FILES, userText } from '../../src/runtime/conversation.js';
+import { conversationFromMessages, MAX_LISTED_FILES, userText } from '../../src/runtime/runs/conversation.js';
 import type { MessageRecord } from '../../src/store/store.js';
 
 let counter = 0;

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { ERROR_STATUS } from '../../src/errors.js';
 import type { ErrorCode } from '../../src/errors.js';
-import { EVENT_TYPES, REPLAY_EVENT_TYPES } from '../../src/runtime/events.js';
+import { EVENT_TYPES, REPLAY_EVENT_TYPES } from '../../src/runtime/events/events.js';
 
 // The docs are executable lists: these tests fail when the code and docs/*.md drift apart.
 

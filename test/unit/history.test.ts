@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { historyMessages, runStartOf } from '../../src/runtime/history.js';
+import { historyMessages, runStartOf } from '../../src/runtime/tasks/history.js';
 import type { MessageRecord } from '../../src/store/store.js';
 
 let counter = 0;

@@ -1,8 +1,8 @@
 import { expect } from 'chai';
 import { randomUUID } from 'node:crypto';
 import { ServiceError } from '../../src/errors.js';
-import { InputRequests } from '../../src/runtime/inputRequests.js';
-import type { InputAnswer, InputPrompt } from '../../src/runtime/inputRequests.js';
+import { InputRequests } from '../../src/runtime/approvals/inputRequests.js';
+import type { InputAnswer, InputPrompt } from '../../src/runtime/approvals/inputRequests.js';
 import { SqliteStore } from '../../src/store/sqliteStore.js';
 import type { EventRecord, TaskRecord } from '../../src/store/store.js';
 

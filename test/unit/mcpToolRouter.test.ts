@@ -9,9 +9,9 @@ import { echoStdioCommand, startEchoHttpServer } from '../../fixtures/mcp/echoSe
 import type { EchoHttpServer, HttpWhoami } from '../../fixtures/mcp/echoServer.js';
 import type { McpPoolConfig, McpServerConfig } from '../../src/config.js';
 import { McpPool } from '../../src/mcp/mcpPool.js';
-import { globMatch } from '../../src/runtime/approvalPolicy.js';
-import { McpToolRouter, RequiredServerError } from '../../src/runtime/mcpToolRouter.js';
-import type { ToolResult, ToolSession, ToolSessionRequest } from '../../src/runtime/toolRouter.js';
+import { globMatch } from '../../src/runtime/tools/namePatterns.js';
+import { McpToolRouter, RequiredServerError } from '../../src/runtime/tools/mcpToolRouter.js';
+import type { ToolResult, ToolSession, ToolSessionRequest } from '../../src/runtime/tools/toolRouter.js';
 import { rejection, waitFor } from '../support/harness.js';
 
 const PROJECT = 'proj';

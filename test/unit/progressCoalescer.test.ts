@@ -1,6 +1,6 @@
 import { expect } from 'chai';
-import { ProgressCoalescer } from '../../src/runtime/progressCoalescer.js';
-import type { ToolProgress } from '../../src/runtime/toolRouter.js';
+import { ProgressCoalescer } from '../../src/runtime/tools/progressCoalescer.js';
+import type { ToolProgress } from '../../src/runtime/tools/toolRouter.js';
 
 describe('ProgressCoalescer', () => {
   const collect = (intervalMs: number, now: () => number) => {

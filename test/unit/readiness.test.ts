@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import pino from 'pino';
-import { Readiness } from '../../src/runtime/readiness.js';
+import { Readiness } from '../../src/runtime/tasks/readiness.js';
 
 const logger = pino({ level: 'silent' });
 const answering = { ping: async () => {} };

@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { ProtocolError } from '@modelcontextprotocol/client';
 import type { CreateMessageRequestParams } from '@modelcontextprotocol/client';
-import { samplingArgs, samplingConversation, samplingResult } from '../../src/runtime/sampling.js';
+import { samplingArgs, samplingConversation, samplingResult } from '../../src/runtime/approvals/sampling.js';
 
 const params = (extra: Partial<CreateMessageRequestParams> = {}): CreateMessageRequestParams => ({
   messages: [

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { MIN_PROCESS_SECRET_CHARS, Scrubber, SecretRegistry, StreamScrubber } from '../../src/runtime/scrubber.js';
+import { MIN_PROCESS_SECRET_CHARS, Scrubber, SecretRegistry, StreamScrubber } from '../../src/runtime/security/scrubber.js';
 
 describe('Scrubber', () => {
   describe('#text()', () => {

@@ -1,8 +1,8 @@
 import { expect } from 'chai';
 import { Writable } from 'node:stream';
 import pino from 'pino';
-import { Scrubber } from '../../src/runtime/scrubber.js';
-import { MIN_LOGGED_SECRET_CHARS, taskLog } from '../../src/runtime/taskLog.js';
+import { Scrubber } from '../../src/runtime/security/scrubber.js';
+import { MIN_LOGGED_SECRET_CHARS, taskLog } from '../../src/runtime/events/taskLog.js';
 
 /** A pino logger writing synchronously into `lines`. */
 function memoryLogger(lines: string[]) {

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { InProcessTaskQueue } from '../../src/runtime/taskQueue.js';
+import { InProcessTaskQueue } from '../../src/runtime/tasks/taskQueue.js';
 
 /** A job the test finishes by hand, recording when it started. */
 class Gate {

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
-import { TOOL_NAME_PATTERN, ToolNameTable } from '../../src/runtime/toolNames.js';
-import type { ToolAddress } from '../../src/runtime/toolNames.js';
+import { TOOL_NAME_PATTERN, ToolNameTable } from '../../src/runtime/tools/toolNames.js';
+import type { ToolAddress } from '../../src/runtime/tools/toolNames.js';
 
 /** A small deterministic PRNG (mulberry32), so a failing random case can be replayed. */
 function random(seed: number): () => number {

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import type { CallToolResult } from '@modelcontextprotocol/client';
-import { toolResultBlocks } from '../../src/runtime/toolResults.js';
+import { toolResultBlocks } from '../../src/runtime/tools/toolResults.js';
 
 const LIMIT = 10_000;
 // 8 bytes of PNG signature, base64 (12 characters, no padding).

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { emptyTurnState, foldEvents } from '../../src/runtime/turnState.js';
+import { emptyTurnState, foldEvents } from '../../src/runtime/runs/turnState.js';
 import type { EventRecord } from '../../src/store/store.js';
 
 /** Events of one task, numbered from 1, one second apart. */

@@ -4,7 +4,7 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
-import { WorkspaceRetention } from '../../src/runtime/workspaceRetention.js';
+import { WorkspaceRetention } from '../../src/runtime/tasks/workspaceRetention.js';
 import { Workspaces } from '../../src/sandbox/workspaces.js';
 import { SqliteStore } from '../../src/store/sqliteStore.js';
 import type { TaskRecord, TaskStatus } from '../../src/store/store.js';

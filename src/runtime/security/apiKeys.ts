@@ -1,6 +1,6 @@
 import { hash, randomBytes, randomUUID } from 'node:crypto';
-import { ServiceError } from '../errors.js';
-import type { ApiKeyRecord, Store } from '../store/store.js';
+import { ServiceError } from '../../errors.js';
+import type { ApiKeyRecord, Store } from '../../store/store.js';
 
 export const API_KEY_PATTERN = /^airlock_[0-9a-f]{64}$/;
 const PREFIX_CHARS = 'airlock_'.length + 8;

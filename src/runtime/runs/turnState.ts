@@ -1,4 +1,4 @@
-import type { EventRecord, Thought, ToolCallRecord } from '../store/store.js';
+import type { EventRecord, Thought, ToolCallRecord } from '../../store/store.js';
 
 /** What a run (or the current turn) has produced so far, derived from its events alone. */
 export interface TurnState {

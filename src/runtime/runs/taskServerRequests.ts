@@ -1,20 +1,21 @@
 import { randomUUID } from 'node:crypto';
 import { ProtocolError, ProtocolErrorCode } from '@modelcontextprotocol/client';
 import type { CreateMessageRequestParams, CreateMessageResult, ElicitRequestFormParams, ElicitRequestURLParams, ElicitResult } from '@modelcontextprotocol/client';
-import type { ProjectConfig } from '../config.js';
-import { describeError } from '../errors.js';
-import type { ServerRequestContext, ServerRequestHandler } from '../mcp/serverRequests.js';
-import { completeTurn } from '../model/modelClient.js';
-import type { ModelClient } from '../model/modelClient.js';
-import type { TaskRecord } from '../store/store.js';
-import type { ApprovalAnswer, ApprovalGate } from './approvalGate.js';
-import { decideSampling } from './approvalPolicy.js';
-import type { InputPrompt, InputRequests } from './inputRequests.js';
-import { SAMPLING_ARGS_SCHEMA, SAMPLING_METHOD, SAMPLING_REJECTED_CODE, SAMPLING_TOOL_NAME, samplingArgs, samplingConversation, samplingResult } from './sampling.js';
-import type { SamplingArgs } from './sampling.js';
+import type { ProjectConfig } from '../../config.js';
+import { describeError } from '../../errors.js';
+import type { ServerRequestContext, ServerRequestHandler } from '../../mcp/serverRequests.js';
+import { completeTurn } from '../../model/modelClient.js';
+import type { ModelClient } from '../../model/modelClient.js';
+import type { TaskRecord } from '../../store/store.js';
+import type { ApprovalAnswer, ApprovalGate } from '../approvals/approvalGate.js';
+import { decideSampling } from '../approvals/approvalPolicy.js';
+import type { InputPrompt, InputRequests } from '../approvals/inputRequests.js';
+import { SAMPLING_ARGS_SCHEMA, SAMPLING_METHOD, SAMPLING_REJECTED_CODE, SAMPLING_TOOL_NAME, samplingArgs, samplingConversation, samplingResult } from '../approvals/sampling.js';
+import type { SamplingArgs } from '../approvals/sampling.js';
 import type { TaskSession } from './sessions.js';
 import { capText, EVENT_OUTPUT_LIMIT_CHARS } from './toolCalls.js';
-import type { EmitEvent, TurnContext } from './toolCalls.js';
+import type { EmitEvent } from '../events/events.js';
+import type { TurnContext } from './toolCalls.js';
 import type { UsageMeter } from './usageMeter.js';
 
 export interface TaskServerRequestsOptions {

@@ -1,5 +1,5 @@
-import type { ServerRequestHandler } from '../mcp/serverRequests.js';
-import type { ToolDefinition, ToolResultBlock } from '../model/modelClient.js';
+import type { ServerRequestHandler } from '../../mcp/serverRequests.js';
+import type { ToolDefinition, ToolResultBlock } from '../../model/modelClient.js';
 
 /** A tool call the model asked for. */
 export interface ToolCallRequest {

@@ -1,12 +1,12 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { ServiceError } from '../errors.js';
-import { canonicalJson } from '../mcp/mcpPool.js';
-import type { ApprovalOutcome, ApprovalRecord, Store } from '../store/store.js';
+import { ServiceError } from '../../errors.js';
+import { canonicalJson } from '../../mcp/mcpPool.js';
+import type { ApprovalOutcome, ApprovalRecord, Store } from '../../store/store.js';
 import { isSuspended } from './runAbort.js';
 import { SchemaCheck } from './schemaCheck.js';
 import type { SchemaProblem } from './schemaCheck.js';
-import { Scrubber } from './scrubber.js';
-import type { ToolInfo } from './toolRouter.js';
+import { Scrubber } from '../security/scrubber.js';
+import type { ToolInfo } from '../tools/toolRouter.js';
 
 /** A person's answer to a pending approval. */
 export interface ApprovalAnswer {

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
-import type { Workspaces } from '../sandbox/workspaces.js';
-import { FINISHED_STATUSES } from '../store/store.js';
-import type { Store } from '../store/store.js';
+import type { Workspaces } from '../../sandbox/workspaces.js';
+import { FINISHED_STATUSES } from '../../store/store.js';
+import type { Store } from '../../store/store.js';
 
 export interface WorkspaceRetentionOptions {
   store: Store;

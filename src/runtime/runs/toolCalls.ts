@@ -1,16 +1,16 @@
-import type { ProjectConfig } from '../config.js';
-import { describeError } from '../errors.js';
-import type { ContentBlock } from '../model/modelClient.js';
-import type { ApprovalRecord, TaskRecord, ToolCallRecord } from '../store/store.js';
-import type { ApprovalAnswer, ApprovalGate } from './approvalGate.js';
-import { decide } from './approvalPolicy.js';
+import type { ProjectConfig } from '../../config.js';
+import { describeError } from '../../errors.js';
+import type { ContentBlock } from '../../model/modelClient.js';
+import type { ApprovalRecord, TaskRecord, ToolCallRecord } from '../../store/store.js';
+import type { ApprovalAnswer, ApprovalGate } from '../approvals/approvalGate.js';
+import { decide } from '../approvals/approvalPolicy.js';
 import { toolResultText } from './conversation.js';
-import type { EventType } from './events.js';
-import { ProgressCoalescer } from './progressCoalescer.js';
-import { isSuspended } from './runAbort.js';
+import type { EmitEvent, EventType } from '../events/events.js';
+import { ProgressCoalescer } from '../tools/progressCoalescer.js';
+import { isSuspended } from '../approvals/runAbort.js';
 import type { TaskSession } from './sessions.js';
 import type { UnfinishedCall } from './turnState.js';
-import type { ToolResult } from './toolRouter.js';
+import type { ToolResult } from '../tools/toolRouter.js';
 
 /** The most of a tool's output that an event carries; the model gets the whole result. */
 export const EVENT_OUTPUT_LIMIT_CHARS = 64 * 1024;
@@ -19,7 +19,6 @@ export const EVENT_OUTPUT_LIMIT_CHARS = 64 * 1024;
 export const APPROVAL_META_KEY = 'io.airlock/approvalId';
 
 /** Emits one event of the run. */
-export type EmitEvent = (type: EventType, data: Record<string, unknown>) => Promise<unknown>;
 
 /** The calls of one model turn: they may all wait for approval at once. */
 export interface TurnContext {

@@ -1,5 +1,6 @@
-import type { ProjectConfig, SamplingPolicyRule, ToolPolicyRule } from '../config.js';
-import type { ToolInfo } from './toolRouter.js';
+import type { ProjectConfig, SamplingPolicyRule, ToolPolicyRule } from '../../config.js';
+import { globMatch } from '../tools/namePatterns.js';
+import type { ToolInfo } from '../tools/toolRouter.js';
 
 /** What the gate decided for one call, and why. */
 export interface PolicyDecision {
@@ -51,16 +52,3 @@ function strongest<R extends { decision: 'allow' | 'ask' | 'deny'; reason?: stri
 function byAutoExecute(autoExecute: boolean): { decision: 'allow' | 'ask'; reason: string } {
   return autoExecute ? { decision: 'allow', reason: 'autoExecute' } : { decision: 'ask', reason: 'autoExecute is false' };
 }
-
-/** `*` matches any run of characters; everything else is literal. */
-export function globMatch(pattern: string, name: string): boolean {
-  let regex = compiled.get(pattern);
-  if (!regex) {
-    regex = new RegExp(`^${pattern.split('*').map((part) => part.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*')}$`);
-    compiled.set(pattern, regex);
-  }
-  return regex.test(name);
-}
-
-// Patterns come from the config file (a bounded set) and are matched on every tool call and listing.
-const compiled = new Map<string, RegExp>();

@@ -1,4 +1,4 @@
-import type { Store, TaskUsage } from '../store/store.js';
+import type { Store, TaskUsage } from '../../store/store.js';
 
 /**
  * A task's token totals while it runs: the agent loop's model turns and the model calls made for

@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import type { ModelMessage } from '../model/modelClient.js';
-import { Scrubber } from './scrubber.js';
-import { taskLog } from './taskLog.js';
-import type { TaskLog } from './taskLog.js';
-import type { ToolSession } from './toolRouter.js';
+import type { ModelMessage } from '../../model/modelClient.js';
+import { Scrubber } from '../security/scrubber.js';
+import { taskLog } from '../events/taskLog.js';
+import type { TaskLog } from '../events/taskLog.js';
+import type { ToolSession } from '../tools/toolRouter.js';
 
 /**
  * What a task holds in memory while its session lives: its secrets (never anywhere else), the

@@ -1,5 +1,5 @@
-import type { EventRecord, Store } from '../store/store.js';
-import type { Scrubber } from './scrubber.js';
+import type { EventRecord, Store } from '../../store/store.js';
+import type { Scrubber } from '../security/scrubber.js';
 
 /** Every event type a task stream can carry (API.md section 5). */
 export const EVENT_TYPES = [
@@ -7,6 +7,9 @@ export const EVENT_TYPES = [
   'subagent_start', 'subagent_thought', 'subagent_tool', 'subagent_end', 'error', 'done',
 ] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
+
+/** Appends one event to the task a run or a request belongs to; resolves once it is stored. */
+export type EmitEvent = (type: EventType, data: Record<string, unknown>) => Promise<unknown>;
 
 /** Event types that only the stream's replay phase sends; they are never stored. */
 export const REPLAY_EVENT_TYPES = ['history_message', 'history_done'] as const;

@@ -1,4 +1,4 @@
-import type { MessageRecord } from '../store/store.js';
+import type { MessageRecord } from '../../store/store.js';
 
 /** A message as history and `history_message` events show it. */
 export type HistoryMessage = Omit<MessageRecord, 'taskId' | 'afterSeq'>;

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
-import { describeError } from '../errors.js';
-import type { Store } from '../store/store.js';
+import { describeError } from '../../errors.js';
+import type { Store } from '../../store/store.js';
 
 /** How long each check may take before it counts as failed. */
 export const READY_CHECK_TIMEOUT_MS = 2_000;

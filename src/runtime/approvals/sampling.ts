@@ -1,6 +1,6 @@
 import { ProtocolError, ProtocolErrorCode } from '@modelcontextprotocol/client';
 import type { CreateMessageRequestParams, CreateMessageResult } from '@modelcontextprotocol/client';
-import type { ModelMessage, ModelStreamEvent, StopReason } from '../model/modelClient.js';
+import type { ModelMessage, ModelStreamEvent, StopReason } from '../../model/modelClient.js';
 
 /** The name a sampling request goes by on the stream, in `output.toolCalls` and in approvals. */
 export const SAMPLING_TOOL_NAME = 'sampling';

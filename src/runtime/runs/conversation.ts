@@ -1,6 +1,6 @@
-import type { ContentBlock, ModelMessage, ToolResultBlock } from '../model/modelClient.js';
-import { UPLOADS_DIR, WORKSPACE_MOUNT } from '../sandbox/workspaces.js';
-import type { AttachedFile, MessageRecord } from '../store/store.js';
+import type { ContentBlock, ModelMessage, ToolResultBlock } from '../../model/modelClient.js';
+import { UPLOADS_DIR, WORKSPACE_MOUNT } from '../../sandbox/workspaces.js';
+import type { AttachedFile, MessageRecord } from '../../store/store.js';
 
 /** Appends blocks as a user message, merging with a trailing user message (roles must alternate). */
 export function pushUser(conversation: ModelMessage[], blocks: ContentBlock[]): void {

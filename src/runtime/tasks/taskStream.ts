@@ -1,11 +1,11 @@
-import type { EventRecord, Store } from '../store/store.js';
-import { isLive } from '../store/store.js';
-import type { EventBus } from './events.js';
-import { FINAL_EVENT_TYPES } from './events.js';
-import type { Principal } from './principal.js';
+import type { EventRecord, Store } from '../../store/store.js';
+import { isLive } from '../../store/store.js';
+import type { EventBus } from '../events/events.js';
+import { FINAL_EVENT_TYPES } from '../events/events.js';
+import type { Principal } from '../security/principal.js';
 import { historyMessages, runStartOf } from './history.js';
 import type { TaskService } from './taskService.js';
-import { foldEvents } from './turnState.js';
+import { foldEvents } from '../runs/turnState.js';
 
 /** One event as a stream sends it. */
 export interface StreamFrame {

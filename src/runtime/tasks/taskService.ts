@@ -1,26 +1,26 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import { ServiceError } from '../errors.js';
-import type { AdoptedUploads, StagedUploads } from '../sandbox/uploads.js';
-import type { Workspaces } from '../sandbox/workspaces.js';
-import { FINISHED_STATUSES, isLive, LIVE_STATUSES } from '../store/store.js';
-import type { ApprovalOutcome, AttachedFile, EventRecord, MessageRecord, Store, TaskListQuery, TaskRecord, TaskStatus } from '../store/store.js';
-import type { ApprovalGate } from './approvalGate.js';
-import type { InputAction, InputRequests } from './inputRequests.js';
-import { principalId } from './principal.js';
-import { pushUser, userText } from './conversation.js';
-import { readEvents } from './events.js';
+import { ServiceError } from '../../errors.js';
+import type { AdoptedUploads, StagedUploads } from '../../sandbox/uploads.js';
+import type { Workspaces } from '../../sandbox/workspaces.js';
+import { FINISHED_STATUSES, isLive, LIVE_STATUSES } from '../../store/store.js';
+import type { ApprovalOutcome, AttachedFile, EventRecord, MessageRecord, Store, TaskListQuery, TaskRecord, TaskStatus } from '../../store/store.js';
+import type { ApprovalGate } from '../approvals/approvalGate.js';
+import type { InputAction, InputRequests } from '../approvals/inputRequests.js';
+import { principalId } from '../security/principal.js';
+import { pushUser, userText } from '../runs/conversation.js';
+import { readEvents } from '../events/events.js';
 import { historyMessages } from './history.js';
-import { SAMPLING_TOOL_NAME } from './sampling.js';
-import type { EventLog } from './events.js';
-import type { Principal } from './principal.js';
-import { Scrubber } from './scrubber.js';
-import type { SessionRegistry } from './sessions.js';
-import { RunAbort } from './runAbort.js';
-import type { TaskRunner } from './taskRunner.js';
+import { SAMPLING_TOOL_NAME } from '../approvals/sampling.js';
+import type { EventLog } from '../events/events.js';
+import type { Principal } from '../security/principal.js';
+import { Scrubber } from '../security/scrubber.js';
+import type { SessionRegistry } from '../runs/sessions.js';
+import { RunAbort } from '../approvals/runAbort.js';
+import type { TaskRunner } from '../runs/taskRunner.js';
 import type { TaskQueue } from './taskQueue.js';
-import { foldEvents } from './turnState.js';
-import type { TurnState } from './turnState.js';
+import { foldEvents } from '../runs/turnState.js';
+import type { TurnState } from '../runs/turnState.js';
 
 /** A validated request to create a task. */
 export interface CreateTaskInput {

@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import { ServiceError } from '../errors.js';
-import type { Store } from '../store/store.js';
+import { ServiceError } from '../../errors.js';
+import type { Store } from '../../store/store.js';
 import { SchemaCheck } from './schemaCheck.js';
 import type { SchemaProblem } from './schemaCheck.js';
-import type { EmitEvent } from './toolCalls.js';
+import type { EmitEvent } from '../events/events.js';
 
 /** How a person answers a server's request for input (MCP elicitation actions). */
 export type InputAction = 'accept' | 'decline' | 'cancel';

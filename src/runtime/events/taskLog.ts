@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { Scrubber } from './scrubber.js';
+import type { Scrubber } from '../security/scrubber.js';
 
 /**
  * The shortest secret value scrubbed from a task's log lines. Shorter ones would match ordinary

@@ -1,8 +1,8 @@
 import type { Readable } from 'node:stream';
-import { archiveWorkspace, listArtifacts, openArtifact } from '../sandbox/artifacts.js';
-import type { Artifact, ArtifactFile } from '../sandbox/artifacts.js';
-import type { Workspaces } from '../sandbox/workspaces.js';
-import type { Principal } from './principal.js';
+import { archiveWorkspace, listArtifacts, openArtifact } from '../../sandbox/artifacts.js';
+import type { Artifact, ArtifactFile } from '../../sandbox/artifacts.js';
+import type { Workspaces } from '../../sandbox/workspaces.js';
+import type { Principal } from '../security/principal.js';
 import type { TaskService } from './taskService.js';
 
 /**
